@@ -1,0 +1,1 @@
+"""Database plumbing: connection URLs and the versioned schema migrations in ``sql/``."""
