@@ -48,7 +48,7 @@ def test_new_row_needs_sync_and_has_a_stable_partition(conn: psycopg.Connection)
     row = _row(conn, pid)
     assert row["needs_sync"] is True
     assert 0 <= row["sync_partition"] < 16
-    (again,) = conn.execute("SELECT abs(hashtext(%s)) % 16", (str(pid),)).fetchone()
+    (again,) = conn.execute("SELECT abs(hashtext(%s)) %% 16", (str(pid),)).fetchone()
     assert row["sync_partition"] == again
 
 
