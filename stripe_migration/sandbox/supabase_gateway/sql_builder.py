@@ -1,0 +1,538 @@
+"""Turn a parsed request into one SQL statement.
+
+Identifiers are checked against the catalog and written with :class:`psycopg.sql.Identifier`;
+every value (filter values, JSON keys, limits, request bodies) is a bound parameter, cast to the
+column's type. Statements return one row ``(total, page_total, inserted, body)`` where ``body``
+is the JSON text PostgreSQL built with ``json_agg`` (as PostgREST does), so serialisation of
+timestamps, numerics and JSON is PostgreSQL's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import sql
+
+from stripe_migration.sandbox.supabase_gateway import errors
+from stripe_migration.sandbox.supabase_gateway.catalog import Column, Function, PgType, Table
+from stripe_migration.sandbox.supabase_gateway.query import (
+    Field,
+    Filter,
+    Logic,
+    OrderTerm,
+    QueryParts,
+    SelectItem,
+)
+
+TEXT = PgType(25, "pg_catalog", "text", "text", "S", 1009)
+TEXT_ARRAY = PgType(1009, "pg_catalog", "_text", "text[]", "A", 0)
+JSONB = PgType(3802, "pg_catalog", "jsonb", "jsonb", "U", 3807)
+JSONB_ARRAY = PgType(3807, "pg_catalog", "_jsonb", "jsonb[]", "A", 0)
+JSON = PgType(114, "pg_catalog", "json", "json", "U", 199)
+JSON_ARRAY = PgType(199, "pg_catalog", "_json", "json[]", "A", 0)
+INT4 = PgType(23, "pg_catalog", "int4", "integer", "N", 1007)
+
+# Casts allowed in ``select=col::type``, by the names PostgreSQL users write.
+CASTS = {
+    name: sql.Identifier("pg_catalog", internal)
+    for name, internal in {
+        "text": "text",
+        "varchar": "varchar",
+        "int": "int4",
+        "integer": "int4",
+        "int4": "int4",
+        "bigint": "int8",
+        "int8": "int8",
+        "smallint": "int2",
+        "int2": "int2",
+        "numeric": "numeric",
+        "real": "float4",
+        "float4": "float4",
+        "float8": "float8",
+        "bool": "bool",
+        "boolean": "bool",
+        "json": "json",
+        "jsonb": "jsonb",
+        "uuid": "uuid",
+        "date": "date",
+        "timestamp": "timestamp",
+        "timestamptz": "timestamptz",
+        "interval": "interval",
+    }.items()
+}
+
+_COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_PATTERNS = {"like": "LIKE", "ilike": "ILIKE", "match": "~", "imatch": "~*"}
+_CONTAINMENT = {"cs": "@>", "cd": "<@", "ov": "&&"}
+_IS = {
+    "null": "IS NULL",
+    "not_null": "IS NOT NULL",
+    "true": "IS TRUE",
+    "false": "IS FALSE",
+    "unknown": "IS UNKNOWN",
+}
+
+
+class Params:
+    """Named bound parameters collected while a statement is composed."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any, cast: PgType | sql.Composable | None = None) -> sql.Composable:
+        """Bind ``value`` and return its placeholder, cast to ``cast`` if given."""
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        placeholder = sql.Placeholder(name)
+        if cast is None:
+            return placeholder
+        ident = cast.ident() if isinstance(cast, PgType) else cast
+        return sql.SQL("{}::{}").format(placeholder, ident)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """Columns a statement can name, the name errors use, and how SQL qualifies them."""
+
+    name: str
+    columns: dict[str, Column]
+    qualifier: str
+
+    def column(self, name: str) -> Column:
+        """The column ``name``, or a 42703 error like PostgreSQL's."""
+        try:
+            return self.columns[name]
+        except KeyError:
+            raise errors.undefined_column(self.name, name) from None
+
+    def ref(self, name: str) -> sql.Identifier:
+        """The qualified reference to column ``name``."""
+        return sql.Identifier(self.qualifier, name)
+
+    def requalified(self, qualifier: str) -> Relation:
+        """The same columns under another qualifier."""
+        return Relation(self.name, self.columns, qualifier)
+
+
+def table_relation(table: Table) -> Relation:
+    """The relation of a table, qualified by its name."""
+    return Relation(table.name, table.columns, table.name)
+
+
+def field_expr(
+    rel: Relation, target: Field, params: Params
+) -> tuple[sql.Composable, PgType, PgType | None]:
+    """SQL for a column or JSON path, with the type of its value and of an array of it."""
+    column = rel.column(target.column)
+    expr: sql.Composable = rel.ref(column.name)
+    value_type, array_type = column.type, column.array_type
+    for operator, key in target.path:
+        key_param = (
+            params.add(int(key), INT4)
+            if key.lstrip("-").isdigit() and len(key) < 10
+            else params.add(key, TEXT)
+        )
+        expr = sql.SQL("({} {} {})").format(expr, sql.SQL(operator), key_param)
+        if operator == "->>":
+            value_type, array_type = TEXT, TEXT_ARRAY
+        elif column.type.name == "json":
+            value_type, array_type = JSON, JSON_ARRAY
+        else:
+            value_type, array_type = JSONB, JSONB_ARRAY
+    return expr, value_type, array_type
+
+
+def select_list(
+    rel: Relation, items: list[SelectItem] | None, params: Params, expand_star: bool
+) -> sql.Composable:
+    """The select list; ``*`` becomes ``qualifier.*`` or, with ``expand_star``, every column."""
+    parts: list[sql.Composable] = []
+    for item in items or [SelectItem(None)]:
+        if item.field is None:
+            if expand_star:
+                parts.extend(
+                    sql.SQL("{} AS {}").format(rel.ref(name), sql.Identifier(name))
+                    for name in rel.columns
+                )
+            else:
+                parts.append(sql.SQL("{}.*").format(sql.Identifier(rel.qualifier)))
+            continue
+        expr, _, _ = field_expr(rel, item.field, params)
+        if item.cast is not None:
+            cast = CASTS.get(item.cast.lower())
+            if cast is None:
+                raise errors.GatewayError(400, "42704", f'type "{item.cast}" does not exist')
+            expr = sql.SQL("{}::{}").format(expr, cast)
+        name = item.alias or item.field.output_name
+        parts.append(sql.SQL("{} AS {}").format(expr, sql.Identifier(name)))
+    return sql.SQL(", ").join(parts)
+
+
+def condition(rel: Relation, cond: Filter | Logic, params: Params) -> sql.Composable:
+    """One filter or logic tree as a boolean SQL expression."""
+    if isinstance(cond, Logic):
+        joiner = sql.SQL(" AND " if cond.op == "and" else " OR ")
+        inner = sql.SQL("({})").format(
+            joiner.join(condition(rel, c, params) for c in cond.children)
+        )
+        return sql.SQL("NOT {}").format(inner) if cond.negate else inner
+
+    expr, value_type, array_type = field_expr(rel, cond.field, params)
+    op, value = cond.op, cond.value
+    if op == "is":
+        assert isinstance(value, str)
+        clause = sql.SQL("{} " + _IS[value.lower()]).format(expr)
+    elif op == "in":
+        clause = sql.SQL("{} = ANY({})").format(expr, params.add(list(value), array_type))
+    elif cond.quantifier:
+        assert isinstance(value, str)
+        if op in _PATTERNS:
+            operator, cast = _PATTERNS[op], TEXT_ARRAY
+            value = value.replace("*", "%") if op in ("like", "ilike") else value
+        else:
+            operator, cast = _COMPARISONS[op], array_type
+        clause = sql.SQL("{} {} {}({})").format(
+            expr,
+            sql.SQL(operator),
+            sql.SQL("ANY" if cond.quantifier == "any" else "ALL"),
+            params.add(value, cast),
+        )
+    elif op in _PATTERNS:
+        assert isinstance(value, str)
+        pattern = value.replace("*", "%") if op in ("like", "ilike") else value
+        clause = sql.SQL("{} {} {}").format(expr, sql.SQL(_PATTERNS[op]), params.add(pattern, TEXT))
+    elif op in _CONTAINMENT:
+        clause = sql.SQL("{} {} {}").format(
+            expr, sql.SQL(_CONTAINMENT[op]), params.add(value, value_type)
+        )
+    elif op == "isdistinct":
+        clause = sql.SQL("{} IS DISTINCT FROM {}").format(expr, params.add(value, value_type))
+    else:
+        clause = sql.SQL("{} {} {}").format(
+            expr, sql.SQL(_COMPARISONS[op]), params.add(value, value_type)
+        )
+    return sql.SQL("NOT ({})").format(clause) if cond.negate else clause
+
+
+def where_clause(
+    rel: Relation, conditions: Sequence[Filter | Logic], params: Params
+) -> sql.Composable:
+    """``WHERE ...`` for the conditions (AND-ed), or nothing."""
+    if not conditions:
+        return sql.SQL("")
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(condition(rel, c, params) for c in conditions)
+
+
+def order_clause(rel: Relation, terms: list[OrderTerm], params: Params) -> sql.Composable:
+    """``ORDER BY ...`` for the terms, or nothing."""
+    if not terms:
+        return sql.SQL("")
+    parts = []
+    for term in terms:
+        expr, _, _ = field_expr(rel, term.field, params)
+        text = " DESC" if term.descending else " ASC"
+        if term.nulls:
+            text += " NULLS FIRST" if term.nulls == "first" else " NULLS LAST"
+        parts.append(expr + sql.SQL(text))
+    return sql.SQL(" ORDER BY ") + sql.SQL(", ").join(parts)
+
+
+def page_clause(offset: int, limit: int | None, params: Params) -> sql.Composable:
+    """``LIMIT``/``OFFSET`` with bound values."""
+    clause = sql.SQL("")
+    if limit is not None:
+        clause += sql.SQL(" LIMIT {}").format(params.add(limit))
+    if offset:
+        clause += sql.SQL(" OFFSET {}").format(params.add(offset))
+    return clause
+
+
+def _body(singular: bool, strip_nulls: bool, value: sql.Composable) -> sql.Composable:
+    agg = sql.SQL("json_agg({})").format(value)
+    body = (
+        sql.SQL("coalesce({}->0, 'null')").format(agg)
+        if singular
+        else sql.SQL("coalesce({}, '[]')").format(agg)
+    )
+    if strip_nulls:
+        body = sql.SQL("json_strip_nulls({})").format(body)
+    return sql.SQL("{}::text").format(body)
+
+
+@dataclass
+class Shape:
+    """How to render the result: one object or an array, nulls stripped or not."""
+
+    singular: bool = False
+    strip_nulls: bool = False
+    count: bool = False
+
+
+def read_table(
+    table: Table, parts: QueryParts, offset: int, limit: int | None, shape: Shape
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """``GET /<table>``: one page of rows, and the filtered total when asked."""
+    params = Params()
+    rel = table_relation(table)
+    select = select_list(rel, parts.select, params, expand_star=False)
+    where = where_clause(rel, parts.conditions, params)
+    order = order_clause(rel, parts.order, params)
+    page = page_clause(offset, limit, params)
+    total = (
+        sql.SQL("(SELECT count(*) FROM {}{})").format(table.ident(), where)
+        if shape.count
+        else sql.SQL("NULL::bigint")
+    )
+    statement = sql.SQL(
+        "SELECT {total}, count(pgrst_t), NULL::bigint, {body} "
+        "FROM (SELECT {select} FROM {table}{where}{order}{page}) AS pgrst_t"
+    ).format(
+        total=total,
+        body=_body(shape.singular, shape.strip_nulls, sql.Identifier("pgrst_t")),
+        select=select,
+        table=table.ident(),
+        where=where,
+        order=order,
+        page=page,
+    )
+    return statement, params.values
+
+
+@dataclass
+class RpcCall:
+    """A resolved function call: the function and the named arguments' JSON text."""
+
+    function: Function
+    args_json: str
+    arg_names: list[str] = field(default_factory=list)
+
+
+def _call(call: RpcCall, params: Params) -> tuple[sql.Composable, sql.Composable]:
+    """(FROM items that bind the arguments, the call expression)."""
+    by_name = {p.name: p for p in call.function.params}
+    if not call.arg_names:
+        return sql.SQL(""), sql.SQL("{}()").format(call.function.ident())
+    definitions = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(n), by_name[n].type.ident()) for n in call.arg_names
+    )
+    arguments = sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(n), sql.Identifier("pgrst_args", n))
+        for n in call.arg_names
+    )
+    source = sql.SQL("json_to_record({}) AS pgrst_args({})").format(
+        params.add(call.args_json, JSON), definitions
+    )
+    return source, sql.SQL("{}({})").format(call.function.ident(), arguments)
+
+
+def rpc_relation(function: Function) -> Relation:
+    """The columns filters and ``select`` may name on a function's result."""
+    if function.returns == "composite":
+        return Relation(function.name, function.columns, "pgrst_call")
+    column = Column(function.name, function.return_type, None)
+    return Relation(function.name, {function.name: column}, "pgrst_call")
+
+
+def call_function(
+    call: RpcCall, parts: QueryParts, offset: int, limit: int | None, shape: Shape
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """``POST /rpc/<fn>``: call once, then filter, order and page a set result."""
+    params = Params()
+    function = call.function
+    source, expr = _call(call, params)
+    from_args = sql.SQL(" FROM {}").format(source) if call.arg_names else sql.SQL("")
+
+    if function.returns in ("void", "scalar") and not function.returns_set:
+        value = sql.SQL("to_json({})").format(expr)
+        body = sql.SQL("coalesce({}, 'null')::text").format(value)
+        if function.returns == "void":
+            body = sql.SQL("{}::text").format(expr)
+        statement = sql.SQL("SELECT NULL::bigint, 1::bigint, NULL::bigint, {}{}").format(
+            body, from_args
+        )
+        return statement, params.values
+
+    rel = rpc_relation(function)
+    lateral = (
+        sql.SQL("{}, LATERAL {}").format(source, expr)
+        if call.arg_names
+        else sql.SQL("{}").format(expr)
+    )
+    if function.returns == "composite":
+        call_from = sql.SQL("{} AS pgrst_call").format(lateral)
+    else:
+        call_from = sql.SQL("{} AS pgrst_call({})").format(lateral, sql.Identifier(function.name))
+    where = where_clause(rel, parts.conditions, params)
+    source_rel = rel.requalified("pgrst_source")
+    if function.returns == "composite":
+        select = select_list(source_rel, parts.select, params, expand_star=False)
+        row: sql.Composable = sql.Identifier("pgrst_t")
+    else:
+        select = sql.SQL("{} AS {}").format(source_rel.ref(function.name), sql.Identifier("v"))
+        row = sql.Identifier("pgrst_t", "v")
+    order = order_clause(source_rel, parts.order, params)
+    page = page_clause(offset, limit, params)
+    singular = shape.singular or not function.returns_set
+    statement = sql.SQL(
+        "WITH pgrst_source AS MATERIALIZED (SELECT pgrst_call.* FROM {call_from}{where}) "
+        "SELECT {total}, count(pgrst_t), NULL::bigint, {body} "
+        "FROM (SELECT {select} FROM pgrst_source{order}{page}) AS pgrst_t"
+    ).format(
+        call_from=call_from,
+        where=where,
+        total=sql.SQL("(SELECT count(*) FROM pgrst_source)")
+        if shape.count
+        else sql.SQL("NULL::bigint"),
+        body=_body(singular, shape.strip_nulls, row),
+        select=select,
+        order=order,
+        page=page,
+    )
+    return statement, params.values
+
+
+@dataclass
+class InsertGroup:
+    """Rows that share a column list, as the JSON array text to insert."""
+
+    columns: list[str]
+    rows_json: str
+
+
+def _mutation_result(
+    table: Table,
+    mutation: sql.Composable,
+    parts: QueryParts,
+    params: Params,
+    shape: Shape,
+    representation: bool,
+    with_inserted: bool,
+) -> sql.Composable:
+    source_rel = table_relation(table).requalified("pgrst_source")
+    if representation:
+        select = select_list(source_rel, parts.select, params, expand_star=True)
+        body = sql.SQL("(SELECT {} FROM (SELECT {} FROM pgrst_source) AS pgrst_t)").format(
+            _body(shape.singular, shape.strip_nulls, sql.Identifier("pgrst_t")), select
+        )
+    else:
+        body = sql.SQL("NULL::text")
+    inserted = (
+        sql.SQL("(SELECT count(*) FROM pgrst_source WHERE pgrst_inserted)")
+        if with_inserted
+        else sql.SQL("NULL::bigint")
+    )
+    return sql.SQL(
+        "{mutation} SELECT NULL::bigint, (SELECT count(*) FROM pgrst_source), {inserted}, {body}"
+    ).format(mutation=mutation, inserted=inserted, body=body)
+
+
+def insert_rows(
+    table: Table,
+    groups: list[InsertGroup],
+    parts: QueryParts,
+    resolution: str | None,
+    shape: Shape,
+    representation: bool,
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """``POST /<table>``: insert (or upsert) every group in one statement."""
+    params = Params()
+    conflict_cols = parts.on_conflict or list(table.primary_key)
+    for name in conflict_cols:
+        if name not in table.columns:
+            raise errors.column_not_found(table.name, name)
+    ctes = []
+    for index, group in enumerate(groups):
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in group.columns)
+        statement = sql.SQL(
+            "INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{table}, {rows})"
+        ).format(table=table.ident(), cols=cols, rows=params.add(group.rows_json, JSON))
+        if not group.columns:
+            statement = sql.SQL(
+                "INSERT INTO {table} SELECT FROM json_array_elements({rows})"
+            ).format(table=table.ident(), rows=params.add(group.rows_json, JSON))
+        if resolution == "ignore-duplicates":
+            target = (
+                sql.SQL(" ({})").format(
+                    sql.SQL(", ").join(sql.Identifier(c) for c in conflict_cols)
+                )
+                if conflict_cols
+                else sql.SQL("")
+            )
+            statement += sql.SQL(" ON CONFLICT{} DO NOTHING").format(target)
+        elif resolution == "merge-duplicates" and conflict_cols and group.columns:
+            updates = sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in group.columns
+            )
+            statement += sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(
+                sql.SQL(", ").join(sql.Identifier(c) for c in conflict_cols), updates
+            )
+        statement += sql.SQL(" RETURNING {}.*, (xmax = 0) AS pgrst_inserted").format(
+            sql.Identifier(table.name)
+        )
+        ctes.append(sql.SQL("pgrst_insert_{} AS ({})").format(sql.SQL(str(index)), statement))
+    union = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT * FROM pgrst_insert_{}").format(sql.SQL(str(i))) for i in range(len(groups))
+    )
+    mutation = sql.SQL("WITH {}, pgrst_source AS ({})").format(sql.SQL(", ").join(ctes), union)
+    return (
+        _mutation_result(table, mutation, parts, params, shape, representation, with_inserted=True),
+        params.values,
+    )
+
+
+def update_rows(
+    table: Table,
+    columns: list[str],
+    body_json: str,
+    parts: QueryParts,
+    shape: Shape,
+    representation: bool,
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """``PATCH /<table>``: set the body's columns on every row the filters match."""
+    params = Params()
+    rel = table_relation(table)
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("pgrst_body", c))
+        for c in columns
+    )
+    body_source = sql.SQL(
+        "(SELECT * FROM json_populate_record(NULL::{}, {})) AS pgrst_body"
+    ).format(table.ident(), params.add(body_json, JSON))
+    where = where_clause(rel, parts.conditions, params)
+    mutation = sql.SQL(
+        "WITH pgrst_source AS (UPDATE {table} SET {assignments} FROM {body}{where} "
+        "RETURNING {qualifier}.*)"
+    ).format(
+        table=table.ident(),
+        assignments=assignments,
+        body=body_source,
+        where=where,
+        qualifier=sql.Identifier(table.name),
+    )
+    return (
+        _mutation_result(
+            table, mutation, parts, params, shape, representation, with_inserted=False
+        ),
+        params.values,
+    )
+
+
+def delete_rows(
+    table: Table, parts: QueryParts, shape: Shape, representation: bool
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """``DELETE /<table>``: delete every row the filters match."""
+    params = Params()
+    rel = table_relation(table)
+    where = where_clause(rel, parts.conditions, params)
+    mutation = sql.SQL("WITH pgrst_source AS (DELETE FROM {}{} RETURNING {}.*)").format(
+        table.ident(), where, sql.Identifier(table.name)
+    )
+    return (
+        _mutation_result(
+            table, mutation, parts, params, shape, representation, with_inserted=False
+        ),
+        params.values,
+    )
