@@ -1,0 +1,488 @@
+"""The catalogue plan: for each product, the one thing to do in Stripe, and why. Pure logic.
+
+Input: validated rows (from :func:`stripe_migration.catalog.schema.validate_products`, with the
+Supabase sync-state columns), the invalid rows, and on a forced resync Stripe's actual state per
+CMS id. Output: one :class:`PlannedAction` per product. A dry run is this plan alone.
+
+Rules, from the Supabase sync state (normal run):
+
+- no ``stripe_product_id`` → ``create`` if active; an inactive row never synced is ``unchanged``;
+- ``content_hash`` differs from ``sync_content_hash`` → ``update``;
+- ``(unit_amount, currency)`` differs from ``(synced_unit_amount, synced_currency)``, or no price id
+  is recorded → ``reprice`` (both → ``update_and_reprice``);
+- inactive in the CMS and not ``sync_status = 'archived'`` → ``archive`` (the update carries any
+  content change too); the price of an inactive product is left alone until it is reactivated;
+- drift recorded by the webhook handlers (``stripe_drift``) counts as a change: product drift →
+  ``update`` (the full content is re-sent), price drift → ``reprice``;
+- otherwise ``unchanged``; invalid rows → ``invalid`` with their reason.
+
+On a forced resync the same decisions are taken against Stripe's actual state instead of the
+recorded one (so edits made directly in Stripe are repaired, and a product a killed run created
+but never recorded is adopted instead of created twice); metadata keys present in Stripe but not
+in the CMS are unset.
+
+After applying an action, :func:`sync_state_after` gives the sync columns to write back (the
+checkpoint); planning again from them yields ``unchanged``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import pandas as pd
+
+from stripe_migration.catalog.hashing import product_content
+from stripe_migration.catalog.prices import CURRENCIES, format_minor_units
+
+
+class Action(StrEnum):
+    """What the migration does with one product."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    REPRICE = "reprice"
+    UPDATE_AND_REPRICE = "update_and_reprice"
+    ARCHIVE = "archive"
+    UNCHANGED = "unchanged"
+    INVALID = "invalid"
+
+
+#: Stripe write calls each action costs (create: product and price in one call; reprice: new price,
+#: default price switch, old price deactivated; update_and_reprice folds the update into the switch).
+WRITES_PER_ACTION: Mapping[Action, int] = {
+    Action.CREATE: 1,
+    Action.UPDATE: 1,
+    Action.REPRICE: 3,
+    Action.UPDATE_AND_REPRICE: 3,
+    Action.ARCHIVE: 1,
+    Action.UNCHANGED: 0,
+    Action.INVALID: 0,
+}
+
+
+@dataclass(frozen=True)
+class StripeProductState:
+    """A Stripe product as it is, with its default price, for the forced resync."""
+
+    product_id: str
+    name: str | None
+    description: str | None
+    images: tuple[str, ...]
+    metadata: Mapping[str, str]
+    active: bool
+    default_price_id: str | None = None
+    unit_amount: int | None = None
+    currency: str | None = None
+
+    @classmethod
+    def from_stripe(
+        cls, product: Mapping[str, Any], default_price: Mapping[str, Any] | None = None
+    ) -> StripeProductState:
+        """Build from Stripe's product object (as a dict) and its default price object.
+
+        ``product["default_price"]`` may be an id or the expanded price; ``default_price`` wins.
+        """
+        price = default_price
+        raw_default = product.get("default_price")
+        if price is None and isinstance(raw_default, Mapping):
+            price = raw_default
+        price_id = (
+            price.get("id") if price else raw_default if isinstance(raw_default, str) else None
+        )
+        return cls(
+            product_id=str(product["id"]),
+            name=product.get("name"),
+            description=product.get("description") or None,
+            images=tuple(product.get("images") or ()),
+            metadata=dict(product.get("metadata") or {}),
+            active=bool(product.get("active", True)),
+            default_price_id=price_id,
+            unit_amount=price.get("unit_amount") if price else None,
+            currency=price.get("currency") if price else None,
+        )
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One product's planned action, with the reasons (the changes) and what applying it needs."""
+
+    cms_id: str | None
+    action: Action
+    reasons: tuple[str, ...]
+    product: Mapping[str, Any] | None = None
+    stripe_product_id: str | None = None
+    stripe_price_id: str | None = None
+    unset_metadata_keys: tuple[str, ...] = field(default=())
+    #: True when a forced resync found the product in Stripe under another id than the recorded one
+    #: (or none recorded): the ids must be written back even if nothing else is done.
+    adopt: bool = False
+    #: The default price Stripe has now, as far as known (recorded state, or Stripe's on a resync).
+    stripe_unit_amount: int | None = None
+    stripe_currency: str | None = None
+    #: ``sync_status`` as recorded in Supabase before this run.
+    recorded_status: str | None = None
+
+    @property
+    def updates_product(self) -> bool:
+        """True when the product object itself is written (content, active flag)."""
+        return self.action in (Action.UPDATE, Action.UPDATE_AND_REPRICE, Action.ARCHIVE)
+
+    @property
+    def creates_price(self) -> bool:
+        """True when a new price replaces the default price."""
+        return self.action in (Action.REPRICE, Action.UPDATE_AND_REPRICE)
+
+    @property
+    def content_hash(self) -> str | None:
+        """The hash to record once applied."""
+        return self.product["content_hash"] if self.product else None
+
+    @property
+    def unit_amount(self) -> int | None:
+        """The CMS price in minor units."""
+        return int(self.product["unit_amount"]) if self.product else None
+
+    @property
+    def currency(self) -> str | None:
+        """The CMS currency."""
+        return self.product["currency"] if self.product else None
+
+    @property
+    def active(self) -> bool:
+        """Whether the product is active in the CMS."""
+        return bool(self.product and product_content(self.product)["active"])
+
+    @property
+    def status_after(self) -> str | None:
+        """The ``sync_status`` once applied: failed, archived, synced, or None (never synced)."""
+        if self.action is Action.INVALID:
+            return "failed"
+        if self.action is not Action.CREATE and self.stripe_product_id is None:
+            return None
+        return "synced" if self.active else "archived"
+
+    @property
+    def needs_writeback(self) -> bool:
+        """Whether Supabase must be told anything about this product after the run."""
+        if self.action is not Action.UNCHANGED:
+            return True
+        return self.adopt or (
+            self.status_after is not None and self.status_after != self.recorded_status
+        )
+
+    @property
+    def writes(self) -> int:
+        """Stripe write calls this action is expected to make."""
+        return WRITES_PER_ACTION[self.action]
+
+
+def sync_state_after(
+    planned: PlannedAction,
+    *,
+    stripe_product_id: str | None = None,
+    stripe_price_id: str | None = None,
+) -> dict[str, Any]:
+    """The ``products`` sync columns to write once ``planned`` has been applied (the checkpoint).
+
+    ``stripe_product_id`` / ``stripe_price_id`` are the ids Stripe returned (a create's product and
+    default price, a reprice's new price); others default to the planned ones. Empty when there is
+    nothing to record (an inactive product never synced). ``synced_at`` is the writer's ``now()``.
+    """
+    if planned.action is Action.INVALID:
+        return {"sync_status": "failed", "sync_error": "; ".join(planned.reasons)}
+    status = planned.status_after
+    if status is None:
+        return {}
+    if (
+        planned.action in (Action.CREATE, Action.REPRICE, Action.UPDATE_AND_REPRICE)
+        or planned.active
+    ):
+        amount, currency = planned.unit_amount, planned.currency
+    else:  # an inactive product keeps its old price until it is reactivated
+        amount, currency = planned.stripe_unit_amount, planned.stripe_currency
+    return {
+        "stripe_product_id": stripe_product_id or planned.stripe_product_id,
+        "stripe_price_id": stripe_price_id or planned.stripe_price_id,
+        "sync_status": status,
+        "sync_error": None,
+        "sync_content_hash": planned.content_hash,
+        "synced_unit_amount": amount,
+        "synced_currency": currency,
+    }
+
+
+def _missing(value: object) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _opt_str(value: object) -> str | None:
+    return None if _missing(value) or value == "" else str(value)
+
+
+def _opt_int(value: object) -> int | None:
+    return None if _missing(value) else int(value)  # type: ignore[call-overload]
+
+
+def _money(amount: int | None, currency: str | None) -> str:
+    if amount is None or currency is None:
+        return "none"
+    if currency.lower() in CURRENCIES:
+        return f"{format_minor_units(amount, currency)} {currency.lower()}"
+    return f"{amount} {currency}"
+
+
+def _short(text: object, max_chars: int = 40) -> str:
+    value = "" if text is None else str(text)
+    value = value if len(value) <= max_chars else value[: max_chars - 3] + "..."
+    return '"' + value + '"'
+
+
+def _content_diff(
+    expected: Mapping[str, Any], actual: StripeProductState
+) -> tuple[list[str], tuple[str, ...]]:
+    """Compare the content we send with Stripe's; return (changes, metadata keys to unset)."""
+    changes: list[str] = []
+    if expected["name"] != actual.name:
+        changes.append(f"name: {_short(actual.name)} → {_short(expected['name'])}")
+    if expected["description"] != (actual.description or None):
+        changes.append("description changed")
+    if list(expected["images"]) != list(actual.images):
+        changes.append(f"images: {len(actual.images)} → {len(expected['images'])} URLs (or order)")
+    want: Mapping[str, str] = expected["metadata"]
+    have = {str(k): str(v) for k, v in actual.metadata.items()}
+    added = sorted(k for k in want if k not in have)
+    changed = sorted(k for k in want if k in have and have[k] != want[k])
+    removed = tuple(sorted(k for k in have if k not in want))
+    if added or changed or removed:
+        parts = [
+            f"{label} {', '.join(keys)}"
+            for label, keys in (("added", added), ("changed", changed), ("removed", removed))
+            if keys
+        ]
+        changes.append("metadata: " + "; ".join(parts))
+    return changes, removed
+
+
+def plan_product(
+    product: Mapping[str, Any], stripe_state: StripeProductState | None = None, resync: bool = False
+) -> PlannedAction:
+    """Plan one validated product; with ``resync``, compare against ``stripe_state`` (None when
+    Stripe has no product for this CMS id)."""
+    if resync:
+        return _plan_against_stripe(product, stripe_state)
+    cms_id = str(product["id"])
+    active = product_content(product)["active"]
+    amount, currency = int(product["unit_amount"]), str(product["currency"])
+    product_id = _opt_str(product.get("stripe_product_id"))
+    price_id = _opt_str(product.get("stripe_price_id"))
+    status = _opt_str(product.get("sync_status"))
+    synced_amount = _opt_int(product.get("synced_unit_amount"))
+    synced_currency = _opt_str(product.get("synced_currency"))
+
+    def planned(action: Action, reasons: Iterable[str]) -> PlannedAction:
+        return PlannedAction(
+            cms_id, action, tuple(reasons), product, product_id, price_id,
+            stripe_unit_amount=synced_amount, stripe_currency=synced_currency,
+            recorded_status=status,
+        )  # fmt: skip
+
+    if product_id is None:
+        if not active:
+            return planned(Action.UNCHANGED, ["inactive in the CMS and never synced"])
+        return planned(Action.CREATE, [f"new: {_money(amount, currency)}"])
+
+    hash_changed = product["content_hash"] != _opt_str(product.get("sync_content_hash"))
+    product_drift, price_drift = _drift(product.get("stripe_drift"))
+    amount_changed = price_id is None or (amount, currency) != (synced_amount, synced_currency)
+    content_changed = hash_changed or product_drift is not None
+    price_changed = amount_changed or price_drift is not None
+    reasons: list[str] = []
+    if hash_changed:
+        reactivated = active and status == "archived"
+        reasons.append(
+            "reactivated in the CMS" if reactivated else "content changed since the last sync"
+        )
+    if product_drift is not None:
+        reasons.append(product_drift)
+    if not active:
+        if price_changed:
+            reasons.append("price change deferred: the product is inactive")
+        if status != "archived":
+            return planned(Action.ARCHIVE, ["deactivated in the CMS", *reasons])
+        return planned(Action.UPDATE if content_changed else Action.UNCHANGED, reasons)
+    if price_drift is not None:
+        reasons.append(price_drift)
+    if amount_changed:
+        reasons.append(
+            f"price: {_money(synced_amount, synced_currency)} → {_money(amount, currency)}"
+            if price_id
+            else f"no price recorded: {_money(amount, currency)}"
+        )
+    return planned(_combine(content_changed, price_changed), reasons)
+
+
+def _drift(value: object) -> tuple[str | None, str | None]:
+    """Read ``products.stripe_drift`` (written by the webhook handlers): reasons for a product
+    drift and a price drift, None where Stripe agrees. Unreadable drift counts as product drift."""
+    if _missing(value) or not value:
+        return None, None
+    if not isinstance(value, Mapping):
+        return "drift recorded in Stripe", None
+    if value.get("in_sync") is True:
+        return None, None
+    reasons: list[str | None] = []
+    for kind in ("product", "price"):
+        section = value.get(kind)
+        if not isinstance(section, Mapping) or section.get("in_sync") is True:
+            reasons.append(None)
+            continue
+        differences = section.get("differences")
+        fields = sorted(map(str, differences)) if isinstance(differences, Mapping) else []
+        fields += [flag for flag in ("archived", "deleted") if section.get(flag)]
+        reasons.append(f"{kind} drift in Stripe: {', '.join(fields) or 'changed'}")
+    product_reason, price_reason = reasons
+    if product_reason is None and price_reason is None:
+        return "drift recorded in Stripe", None
+    return product_reason, price_reason
+
+
+def _combine(update: bool, reprice: bool) -> Action:
+    if update and reprice:
+        return Action.UPDATE_AND_REPRICE
+    if update:
+        return Action.UPDATE
+    if reprice:
+        return Action.REPRICE
+    return Action.UNCHANGED
+
+
+def _plan_against_stripe(
+    product: Mapping[str, Any], state: StripeProductState | None
+) -> PlannedAction:
+    cms_id = str(product["id"])
+    content = product_content(product)
+    active = content["active"]
+    amount, currency = int(product["unit_amount"]), str(product["currency"])
+    recorded = _opt_str(product.get("stripe_product_id"))
+    status = _opt_str(product.get("sync_status"))
+    if state is None:
+        if not active:
+            return PlannedAction(
+                cms_id, Action.UNCHANGED, ("inactive in the CMS and not in Stripe",), product,
+                recorded_status=status,
+            )  # fmt: skip
+        why = f"recorded product {recorded} not found in Stripe" if recorded else "not in Stripe"
+        return PlannedAction(
+            cms_id, Action.CREATE, (f"{why}: new {_money(amount, currency)}",), product,
+            recorded_status=status,
+        )  # fmt: skip
+
+    adopt = recorded != state.product_id
+    changes, unset = _content_diff(content, state)
+    price_changed = state.default_price_id is None or (amount, currency) != (
+        state.unit_amount,
+        state.currency,
+    )
+
+    def planned(action: Action, reasons: Iterable[str]) -> PlannedAction:
+        adopting = (
+            [f"adopting Stripe product {state.product_id} (recorded: {recorded or 'none'})"]
+            if adopt
+            else []
+        )
+        return PlannedAction(
+            cms_id, action, (*adopting, *reasons), product, state.product_id,
+            state.default_price_id, unset if action is not Action.REPRICE else (), adopt,
+            state.unit_amount, state.currency, status,
+        )  # fmt: skip
+
+    if not active:
+        notes = ["price change deferred: the product is inactive"] if price_changed else []
+        if state.active:
+            return planned(Action.ARCHIVE, ["active: true → false", *changes, *notes])
+        return planned(Action.UPDATE if changes else Action.UNCHANGED, [*changes, *notes])
+    if not state.active:
+        changes.append("active: false → true")
+    content_changed = bool(changes)
+    if price_changed:
+        changes.append(
+            f"price in Stripe: {_money(state.unit_amount, state.currency)} → "
+            f"{_money(amount, currency)}"
+        )
+    return planned(_combine(content_changed, price_changed), changes)
+
+
+def _rows(rows: pd.DataFrame | Iterable[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
+    if rows is None:
+        return []
+    if isinstance(rows, pd.DataFrame):
+        return rows.to_dict("records")
+    return list(rows)
+
+
+def build_plan(
+    valid: pd.DataFrame | Iterable[Mapping[str, Any]],
+    invalid: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
+    stripe_state: Mapping[str, StripeProductState] | None = None,
+) -> list[PlannedAction]:
+    """Plan every product: valid rows in their order, then the invalid ones.
+
+    ``stripe_state`` (CMS id → :class:`StripeProductState`) turns on the forced-resync comparison;
+    a CMS id missing from it means Stripe has no product for that row.
+    """
+    resync = stripe_state is not None
+    plan = [
+        plan_product(row, (stripe_state or {}).get(str(row["id"])), resync=resync)
+        for row in _rows(valid)
+    ]
+    for row in _rows(invalid):
+        cms_id = _opt_str(row.get("id"))
+        plan.append(PlannedAction(cms_id, Action.INVALID, (str(row.get("reason") or "invalid"),)))
+    return plan
+
+
+def summarize(plan: Sequence[PlannedAction]) -> dict[str, int]:
+    """Counts per action (every action present, zeros included), for numeric metadata."""
+    counts = Counter(item.action for item in plan)
+    return {action.value: counts.get(action, 0) for action in Action}
+
+
+def planned_writes(plan: Sequence[PlannedAction]) -> int:
+    """Stripe write calls the plan is expected to make (0 for a plan with nothing to do)."""
+    return sum(item.writes for item in plan)
+
+
+def plan_table(
+    plan: Sequence[PlannedAction], limit: int = 100, include_unchanged: bool = False
+) -> list[dict[str, Any]]:
+    """The plan as table rows for metadata: cms_id, action, name, price, stripe id, changes.
+
+    Unchanged products are left out unless asked for; at most ``limit`` rows, changes first in
+    plan order.
+    """
+    rows: list[dict[str, Any]] = []
+    for item in plan:
+        if item.action is Action.UNCHANGED and not include_unchanged:
+            continue
+        if len(rows) >= limit:
+            break
+        product = item.product or {}
+        changes = "; ".join(item.reasons)
+        rows.append(
+            {
+                "cms_id": item.cms_id or "",
+                "action": item.action.value,
+                "name": str(product.get("name") or "")[:80],
+                "price": _money(item.unit_amount, item.currency) if item.product else "",
+                "stripe_product_id": item.stripe_product_id or "",
+                "changes": changes if len(changes) <= 300 else changes[:297] + "...",
+            }
+        )
+    return rows
