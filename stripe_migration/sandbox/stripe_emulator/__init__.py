@@ -1,0 +1,25 @@
+"""A local, stateful emulator of the parts of Stripe's API this project uses.
+
+The official ``stripe`` client talks to it over real HTTP
+(``stripe.StripeClient(key, base_addresses={"api": url})``). It keeps products, prices and events
+in memory, checks requests against Stripe's OpenAPI description, and reproduces Stripe's
+authentication, idempotency keys, rate limits, search lag and signed webhooks, plus injectable
+latency and faults. See :mod:`.app` for the request pipeline and the control endpoints.
+"""
+
+from .app import create_app
+from .config import DEFAULT_SECRET_KEY, DEFAULT_WEBHOOK_SECRET, EmulatorConfig
+from .control import EmulatorControl
+from .server import EmulatorProcess, start_emulator
+from .webhooks import sign
+
+__all__ = [
+    "DEFAULT_SECRET_KEY",
+    "DEFAULT_WEBHOOK_SECRET",
+    "EmulatorConfig",
+    "EmulatorControl",
+    "EmulatorProcess",
+    "create_app",
+    "sign",
+    "start_emulator",
+]

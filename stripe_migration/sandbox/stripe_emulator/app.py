@@ -1,0 +1,458 @@
+"""The emulator's ASGI app: Stripe's v1 API under ``/v1``, control endpoints under ``/_emulator``.
+
+Each API request goes through these steps: route (404), authenticate (401), concurrency and
+rate limits (429), decode the form parameters, claim its ``Idempotency-Key`` (replay, or
+``idempotency_error``, or wait for a running request with the same key), simulated latency (the
+key stays held meanwhile, as while Stripe processes a request), injected faults, parameter checks
+against the OpenAPI schema (400, never saved for replay), the operation itself (its result, success
+or error, is saved under the key). The hot path is plain ASGI (no per-request framework objects);
+the control endpoints use Starlette.
+
+Control endpoints need no key (the emulator is meant for loopback only): ``GET /_emulator/health``,
+``GET /_emulator/stats``, ``POST /_emulator/reset`` (optional JSON ``{"keep_config": true}``;
+otherwise the config the app was created with is restored), ``GET``/``POST /_emulator/config``
+(JSON settings to change, see :class:`EmulatorConfig`), ``GET /_emulator/objects/{type}`` with type
+``product``, ``price`` or ``event`` (oldest first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import random
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .config import EmulatorConfig, redact_key
+from .errors import ApiError
+from .faults import Fault, choose_fault, drop_connection, fault_error, wait_for_disconnect
+from .forms import decode
+from .idempotency import IdempotencyStore, SavedResult
+from .limits import RateLimiter
+from .operations import RequestContext, StripeState
+from .stats import Stats
+from .store import new_id
+from .validation import SpecValidator
+from .webhooks import WebhookDispatcher
+
+_RATE_LIMIT_MESSAGES = {
+    "global-concurrency": "Too many concurrent requests. Learn more about rate limits here "
+    "https://stripe.com/docs/rate-limits.",
+}
+_RATE_LIMIT_MESSAGE = (
+    "Request rate limit exceeded. Learn more about rate limits here "
+    "https://stripe.com/docs/rate-limits."
+)
+
+
+@dataclass
+class Reply:
+    """A response to send: status, JSON body bytes and extra headers."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+class Router:
+    """Matches ``METHOD /path`` to an operation named like ``GET /v1/products/{id}``."""
+
+    def __init__(self, operations: list[str]) -> None:
+        self._static: dict[tuple[str, str], str] = {}
+        self._dynamic: list[tuple[str, re.Pattern[str], str]] = []
+        for op in operations:
+            method, template = op.split(" ", 1)
+            if "{" not in template:
+                self._static[(method, template)] = op
+            else:
+                pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+                self._dynamic.append((method, re.compile(f"^{pattern}$"), op))
+
+    def match(self, method: str, path: str) -> tuple[str, dict[str, str]] | None:
+        """The operation and path parameters for a request, or None."""
+        op = self._static.get((method, path))
+        if op is not None:
+            return op, {}
+        for op_method, pattern, op in self._dynamic:
+            if op_method == method:
+                found = pattern.match(path)
+                if found is not None:
+                    return op, found.groupdict()
+        return None
+
+
+class Emulator:
+    """One emulated Stripe account: its state, limits, faults, stats and webhook deliveries."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.initial_config = config
+        self.config = config
+        self.stats = Stats()
+        self.limiter = RateLimiter(config)
+        self.rng = random.Random(config.seed)
+        self.idempotency = IdempotencyStore(config.idempotency_ttl_s, config.idempotency_max_keys)
+        self.webhooks = WebhookDispatcher()
+        self.state = StripeState(lambda: self.config, self._on_event)
+        self.validator = SpecValidator()
+        self.router = Router(list(self.state.handlers))
+
+    # -- control -------------------------------------------------------------------------------
+
+    def configure(self, changes: dict[str, Any]) -> EmulatorConfig:
+        """Apply setting changes now (raises ValueError naming a bad setting)."""
+        self._apply(self.config.updated(changes))
+        return self.config
+
+    def _apply(self, config: EmulatorConfig) -> None:
+        old = self.config
+        self.config = config
+        self.limiter = RateLimiter(config)
+        if config.seed != old.seed:
+            self.rng = random.Random(config.seed)
+        self.idempotency.ttl_s = config.idempotency_ttl_s
+        self.idempotency.max_keys = config.idempotency_max_keys
+
+    def reset(self, keep_config: bool = False) -> None:
+        """Forget all objects, events, idempotency keys and counters; restore the first config."""
+        self.state.clear()
+        self.idempotency.clear()
+        self.webhooks.clear()
+        self.stats.reset(in_flight=self.stats.in_flight)
+        self._apply(self.config if keep_config else self.initial_config)
+        self.limiter = RateLimiter(self.config)
+        self.rng = random.Random(self.config.seed)
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """Counters for ``GET /_emulator/stats``."""
+        out = self.stats.snapshot()
+        out["webhooks"] = self.webhooks.snapshot()
+        out["objects"] = {
+            "product": len(self.state.products),
+            "price": len(self.state.prices),
+            "event": len(self.state.events),
+        }
+        out["idempotency_keys"] = len(self.idempotency)
+        return out
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        config = self.config
+        if config.webhook_url:
+            self.webhooks.enqueue(
+                event,
+                config.webhook_url,
+                config.webhook_secret,
+                config.webhook_max_attempts,
+                config.webhook_retry_delay_s,
+                config.webhook_timeout_s,
+            )
+
+    # -- API -----------------------------------------------------------------------------------
+
+    async def handle_api(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI entry for every non-control request."""
+        self.stats.begin()
+        label = "unknown"
+        status = "500"
+        try:
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
+            body = b""
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    status = "client_gone"
+                    return
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            request_id = new_id("req_", 14)
+            label, reply = await self._process(scope, receive, send, headers, body, request_id)
+            if reply is None:
+                status = "dropped"
+                return
+            status = str(reply.status)
+            out_headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(reply.body)).encode()),
+                (b"request-id", request_id.encode()),
+                (
+                    b"stripe-version",
+                    (headers.get("stripe-version") or self.config.api_version).encode(),
+                ),
+                *reply.headers,
+            ]
+            await send(
+                {"type": "http.response.start", "status": reply.status, "headers": out_headers}
+            )
+            await send({"type": "http.response.body", "body": reply.body})
+        finally:
+            self.stats.end(label, status)
+
+    @staticmethod
+    def _error(exc: ApiError) -> Reply:
+        headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+        return Reply(exc.status, _dumps(exc.body()), headers)
+
+    def _authenticate(self, headers: dict[str, str]) -> None:
+        auth = headers.get("authorization", "").strip()
+        challenge = {"WWW-Authenticate": 'Bearer realm="Stripe"'}
+        if not auth:
+            raise ApiError(
+                401,
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details.",
+                headers=challenge,
+            )
+        scheme, _, credential = auth.partition(" ")
+        key = credential.strip()
+        if scheme.lower() == "basic":
+            try:
+                key = base64.b64decode(key).decode().partition(":")[0]
+            except (binascii.Error, UnicodeDecodeError):
+                key = ""
+        elif scheme.lower() != "bearer":
+            key = ""
+        given = key.encode()
+        if not key or not any(
+            hmac.compare_digest(given, k.encode()) for k in self.config.secret_keys
+        ):
+            shown = redact_key(key) if key else "(empty)"
+            raise ApiError(401, f"Invalid API Key provided: {shown}", headers=challenge)
+
+    def _admit(self, operation: str) -> None:
+        config = self.config
+        reason = None
+        if config.max_in_flight is not None and self.stats.in_flight > config.max_in_flight:
+            reason = "global-concurrency"
+        else:
+            reason = self.limiter.admit(operation, operation.endswith("/search"))
+        if reason is not None:
+            self.stats.rate_limited_total += 1
+            self.stats.rate_limited_by_reason[reason] += 1
+            raise ApiError(
+                429,
+                _RATE_LIMIT_MESSAGES.get(reason, _RATE_LIMIT_MESSAGE),
+                code="rate_limit",
+                headers={"Stripe-Rate-Limited-Reason": reason},
+            )
+
+    async def _process(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        headers: dict[str, str],
+        body: bytes,
+        request_id: str,
+    ) -> tuple[str, Reply | None]:
+        method = scope["method"]
+        path = scope["path"]
+        match = self.router.match(method, path)
+        if match is None:
+            return "unknown", self._error(
+                ApiError(
+                    404,
+                    f"Unrecognized request URL ({method}: {path}). The Stripe emulator serves "
+                    "account, products, prices and events only.",
+                )
+            )
+        operation, path_params = match
+        key = headers.get("idempotency-key") if method == "POST" else None
+        claimed = False
+        fault = None
+        try:
+            self._authenticate(headers)
+            self._admit(operation)
+            params = self._params(method, scope, headers, body)
+            saved = None
+            fingerprint = ""
+            if key is not None:
+                IdempotencyStore.check_key(key)
+                fingerprint = json.dumps(params, sort_keys=True)
+                saved = await self.idempotency.claim(
+                    key, operation, path, fingerprint, self.config.idempotency_in_progress
+                )
+                claimed = saved is None
+            # The simulated processing time: a running idempotency key stays held meanwhile.
+            config = self.config
+            delay_ms = config.latency_ms
+            if config.latency_jitter_ms:
+                delay_ms += self.rng.uniform(-config.latency_jitter_ms, config.latency_jitter_ms)
+            if delay_ms > 0:
+                await asyncio.sleep(delay_ms / 1000.0)
+            if saved is not None:
+                self.stats.idempotent_replays += 1
+                return operation, Reply(
+                    saved.status,
+                    saved.body,
+                    [
+                        (b"idempotency-key", saved.key.encode()),
+                        (b"idempotent-replayed", b"true"),
+                        (b"original-request", saved.request_id.encode()),
+                    ],
+                )
+            fault = choose_fault(config, self.rng, operation, method)
+            if fault is not None:
+                self.stats.faults[fault.value] += 1
+            if fault in (Fault.ERROR_500, Fault.ERROR_503):
+                raise fault_error(fault)
+            if fault is Fault.DROP:
+                await drop_connection(send, receive)
+                return operation, None
+            ctx = RequestContext(request_id, key)
+            reply = self._execute(
+                operation, params, path_params, ctx, (path, fingerprint) if claimed else None
+            )
+        except ApiError as exc:
+            return operation, self._error(exc)
+        finally:
+            if claimed and key is not None:
+                self.idempotency.release(key)
+        if key is not None:
+            reply.headers.append((b"idempotency-key", key.encode()))
+        if fault is Fault.DROP_AFTER_COMMIT:
+            await drop_connection(send, receive)
+            return operation, None
+        if fault is Fault.SLOW and await wait_for_disconnect(receive, config.slow_response_s):
+            return operation, None
+        return operation, reply
+
+    @staticmethod
+    def _params(
+        method: str, scope: dict[str, Any], headers: dict[str, str], body: bytes
+    ) -> dict[str, Any]:
+        if method == "GET":
+            return decode(scope["query_string"].decode("latin-1"))
+        if headers.get("content-type", "").startswith("application/json"):
+            raise ApiError(
+                400,
+                "Invalid request: Stripe's v1 API takes form-encoded parameters "
+                "(application/x-www-form-urlencoded), not JSON.",
+            )
+        return decode(body.decode("utf-8", errors="replace"))
+
+    def _execute(
+        self,
+        operation: str,
+        params: dict[str, Any],
+        path_params: dict[str, str],
+        ctx: RequestContext,
+        save_as: tuple[str, str] | None = None,
+    ) -> Reply:
+        # Parameter errors raise before anything runs, so they are never saved for replay.
+        checked = self.validator.validate(operation, params)
+        try:
+            result = self.state.handlers[operation](checked, path_params, ctx)
+            reply = Reply(200, _dumps(result), [])
+        except ApiError as exc:
+            reply = self._error(exc)
+        if save_as is not None and ctx.idempotency_key is not None:
+            path, fingerprint = save_as
+            self.idempotency.save(
+                SavedResult(
+                    key=ctx.idempotency_key,
+                    operation=operation,
+                    path=path,
+                    fingerprint=fingerprint,
+                    status=reply.status,
+                    body=reply.body,
+                    request_id=ctx.request_id,
+                    saved_at=time.monotonic(),
+                ),
+            )
+        return reply
+
+
+class EmulatorApp(Starlette):
+    """The Starlette app, with API requests sent straight to :meth:`Emulator.handle_api`."""
+
+    emulator: Emulator
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve API requests on the raw ASGI path (``send`` stays uvicorn's own callable)."""
+        if scope["type"] == "http" and not scope["path"].startswith("/_emulator/"):
+            await self.emulator.handle_api(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _control_routes(emulator: Emulator) -> list[Route]:
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    async def stats(request: Request) -> JSONResponse:
+        return JSONResponse(emulator.stats_snapshot())
+
+    async def reset(request: Request) -> JSONResponse:
+        body = await request.body()
+        options = json.loads(body) if body.strip() else {}
+        emulator.reset(keep_config=bool(options.get("keep_config", False)))
+        return JSONResponse({"ok": True, "config": emulator.config.public_dict()})
+
+    async def get_config(request: Request) -> JSONResponse:
+        return JSONResponse(emulator.config.public_dict())
+
+    async def set_config(request: Request) -> JSONResponse:
+        try:
+            changes = json.loads(await request.body() or b"{}")
+            if not isinstance(changes, dict):
+                raise ValueError("the body must be a JSON object of settings")
+            config = emulator.configure(changes)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(config.public_dict())
+
+    async def objects(request: Request) -> JSONResponse:
+        kind = request.path_params["kind"].rstrip("s")
+        try:
+            table = emulator.state.table(kind)
+        except KeyError:
+            return JSONResponse(
+                {"error": f"unknown object type {kind!r}: use product, price or event"},
+                status_code=404,
+            )
+        return JSONResponse(table.all())
+
+    return [
+        Route("/_emulator/health", health, methods=["GET"]),
+        Route("/_emulator/stats", stats, methods=["GET"]),
+        Route("/_emulator/reset", reset, methods=["POST"]),
+        Route("/_emulator/config", get_config, methods=["GET"]),
+        Route("/_emulator/config", set_config, methods=["POST"]),
+        Route("/_emulator/objects/{kind}", objects, methods=["GET"]),
+    ]
+
+
+def create_app(config: EmulatorConfig | None = None) -> EmulatorApp:
+    """Build the emulator's ASGI app (webhook delivery starts with the app's lifespan)."""
+    emulator = Emulator(config or EmulatorConfig())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await emulator.webhooks.start()
+        try:
+            yield
+        finally:
+            await emulator.webhooks.stop()
+
+    app = EmulatorApp(routes=_control_routes(emulator), lifespan=lifespan)
+    app.emulator = emulator
+    return app
