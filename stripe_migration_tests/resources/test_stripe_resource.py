@@ -1,0 +1,570 @@
+"""StripeResource against the local Stripe emulator: every operation, rate limits, retries,
+faults, idempotency, the live-mode guard, and keys kept out of logs."""
+
+import json
+import logging
+import pickle
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dagster as dg
+import pytest
+import stripe
+
+from stripe_migration.resources.rate_limit import LimitScope
+from stripe_migration.resources.stripe_api import (
+    STRIPE_API_VERSION,
+    LiveModeRefused,
+    StripeApi,
+    StripeApiError,
+    StripeAuthError,
+    StripeResource,
+    redact,
+    stripe_api_base_from_env,
+)
+
+
+def idempotency_key(operation: str, cms_id: str, content: str) -> str:
+    """A deterministic key per write, as the catalogue code derives them (any such key will do)."""
+    return f"test-{operation}-{cms_id}-{content}"
+
+
+def resource(emulator, **overrides) -> StripeResource:
+    """A resource on the emulator with short timeouts and retry delays, so faults stay cheap."""
+    settings = dict(
+        secret_key=emulator.secret_key,
+        api_base=emulator.url,
+        request_timeout_s=2.0,
+        retry_initial_delay_s=0.02,
+        retry_max_delay_s=0.2,
+    )
+    settings.update(overrides)
+    return StripeResource(**settings)
+
+
+def product_params(n: int, **extra) -> dict:
+    params = {
+        "name": f"Product {n}",
+        "metadata": {"cms_id": f"cms-{n}"},
+        "default_price_data": {"currency": "usd", "unit_amount": 1000 + n},
+    }
+    params.update(extra)
+    return params
+
+
+def create(api: StripeApi, n: int, content: str = "v1"):
+    return api.create_product(
+        product_params(n), idempotency_key=idempotency_key("create_product", f"cms-{n}", content)
+    )
+
+
+def requests_to(stats: dict, endpoint: str) -> int:
+    return sum(stats["by_endpoint"].get(endpoint, {}).values())
+
+
+def posts(stats: dict) -> int:
+    return sum(sum(c.values()) for ep, c in stats["by_endpoint"].items() if ep.startswith("POST"))
+
+
+def unlimited(emulator) -> None:
+    emulator.control.configure(
+        global_rate_per_s=None, endpoint_rate_per_s=None, search_rate_per_s=None
+    )
+
+
+# -- operations -------------------------------------------------------------------------------
+
+
+def test_every_operation_round_trips(emulator) -> None:
+    unlimited(emulator)
+    emulator.control.configure(search_lag_s=0.0)
+    api = resource(emulator).get_client()
+    api.page_size = 2  # so listing walks several pages
+
+    product = create(api, 1)
+    assert product.default_price
+    for n in (2, 3, 4):
+        create(api, n)
+
+    updated = api.update_product(
+        product.id,
+        {"description": "Now with a description"},
+        idempotency_key=idempotency_key("update_product", "cms-1", "v1->v2"),
+    )
+    assert updated.description == "Now with a description"
+    fetched = api.retrieve_product(product.id)
+    assert fetched.description == "Now with a description"
+    assert fetched.default_price.id == product.default_price  # expanded by default
+    assert api.retrieve_product(product.id, expand=()).default_price == product.default_price
+
+    listed = list(api.list_products())
+    assert sorted(p.id for p in listed) == sorted(
+        o["id"] for o in emulator.control.objects("product")
+    )
+    assert len(listed) == 4
+
+    found = list(api.search_products("metadata['cms_id']:'cms-3'"))
+    assert [p.metadata["cms_id"] for p in found] == ["cms-3"]
+
+    price = api.create_price(
+        {"product": product.id, "currency": "eur", "unit_amount": 2500},
+        idempotency_key=idempotency_key("create_price", "cms-1", "2500:eur"),
+    )
+    assert api.retrieve_price(price.id).unit_amount == 2500
+    archived = api.update_price(
+        price.id,
+        {"active": False},
+        idempotency_key=idempotency_key("update_price", price.id, "archive"),
+    )
+    assert archived.active is False
+    assert {p.id for p in api.list_prices(product=product.id)} == {price.id, product.default_price}
+
+    events = list(api.list_events(type="product.created"))
+    assert len(events) == 4
+    assert api.retrieve_event(events[0].id).type == "product.created"
+    assert api.retrieve_account().id
+
+    stats = api.stats_metadata()
+    assert stats["stripe_calls_failed"] == 0
+    assert stats["stripe_requests_create"] == 5
+    assert stats["stripe_requests_list"] >= 3  # four products, two a page
+    assert stats["stripe_retries"] == 0
+
+
+def test_the_pinned_api_version_is_the_librarys() -> None:
+    from stripe._api_version import _ApiVersion
+
+    assert _ApiVersion.CURRENT == STRIPE_API_VERSION
+
+
+def test_every_post_carries_the_callers_idempotency_key(emulator) -> None:
+    unlimited(emulator)
+    api = resource(emulator).get_client()
+    first = create(api, 7)
+    again = create(api, 7)  # a resumed run repeats the same write
+    assert again.id == first.id
+    assert len(emulator.control.objects("product")) == 1
+    assert emulator.control.stats()["idempotent_replays"] == 1
+
+
+def test_a_post_without_an_idempotency_key_is_refused_before_sending(emulator) -> None:
+    api = resource(emulator).get_client()
+    with pytest.raises(ValueError, match="idempotency key"):
+        api.create_product(product_params(1), idempotency_key="")
+    assert emulator.control.stats()["requests_total"] == 0
+
+
+# -- failures that are not retried ------------------------------------------------------------
+
+
+def test_a_401_fails_at_once_naming_the_key_mode_but_not_the_key(emulator) -> None:
+    wrong = "sk_test_thisKeyIsWrong1234WXYZ"
+    api = resource(emulator, secret_key=wrong, retry_attempts=5).get_client()
+    with pytest.raises(StripeAuthError) as caught:
+        create(api, 1)
+    message = str(caught.value)
+    assert "test-mode" in message and "401" in message
+    assert wrong not in message and "WXYZ" not in message
+    assert caught.value.attempts == 1
+    assert emulator.control.stats()["requests_total"] == 1
+
+
+def test_a_400_is_not_retried_and_names_the_param(emulator) -> None:
+    unlimited(emulator)
+    api = resource(emulator).get_client()
+    with pytest.raises(StripeApiError) as caught:
+        api.create_product(
+            product_params(1, colour="blue"),
+            idempotency_key=idempotency_key("create_product", "cms-1", "bad"),
+        )
+    assert caught.value.http_status == 400
+    assert caught.value.param == "colour"
+    assert "colour" in str(caught.value)
+    assert caught.value.attempts == 1
+    assert requests_to(emulator.control.stats(), "POST /v1/products") == 1
+    assert api.stats.retries == 0
+
+
+def test_a_404_is_not_retried(emulator) -> None:
+    unlimited(emulator)
+    api = resource(emulator).get_client()
+    with pytest.raises(StripeApiError) as caught:
+        api.retrieve_product("prod_doesnotexist")
+    assert caught.value.http_status == 404
+    assert caught.value.attempts == 1
+    assert emulator.control.stats()["requests_total"] == 1
+
+
+def test_errors_from_stripe_are_also_stripe_pythons_own_classes(emulator) -> None:
+    unlimited(emulator)
+    api = resource(emulator).get_client()
+    existing = create(api, 1)
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        api.create_product(
+            {**product_params(1), "id": existing.id},
+            idempotency_key=idempotency_key("create_product", "cms-1", "again"),
+        )
+    err = caught.value
+    assert isinstance(err, StripeApiError)
+    assert err.code == "resource_already_exists"
+    assert err.error is not None and err.error.code == "resource_already_exists"
+    assert err.user_message and "POST /v1/products" in str(err)
+
+    wrong = "sk_test_anotherWrongKey5555"
+    with pytest.raises(stripe.AuthenticationError) as auth:
+        resource(emulator, secret_key=wrong).get_client().retrieve_account()
+    assert isinstance(auth.value, StripeAuthError)
+    for text in (str(auth.value), repr(auth.value), auth.value.user_message, auth.value.http_body):
+        assert wrong not in text and "5555" not in text
+    assert "5555" not in repr(auth.value.json_body) and "5555" not in str(auth.value.error)
+
+    copy = pickle.loads(pickle.dumps(auth.value))
+    assert type(copy) is StripeAuthError and str(copy) == str(auth.value)
+
+
+class _ScriptedStripe(BaseHTTPRequestHandler):
+    """A stand-in Stripe answering every request with a fixed status and Stripe-Should-Retry."""
+
+    status = 500
+    should_retry = "false"
+    hits = 0
+
+    def _answer(self) -> None:
+        type(self).hits += 1
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = json.dumps({"error": {"type": "api_error", "message": "scripted"}}).encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Stripe-Should-Retry", self.should_retry)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def scripted_stripe(status: int, should_retry: str) -> Iterator[tuple[str, type]]:
+    handler = type(
+        "Handler", (_ScriptedStripe,), {"status": status, "should_retry": should_retry, "hits": 0}
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "expected_hits"), [(500, "false", 1), (400, "true", 3)]
+)
+def test_stripe_should_retry_overrides_our_judgement(status, header, expected_hits) -> None:
+    # The emulator never sends "false", so a scripted server over real HTTP plays Stripe here.
+    with scripted_stripe(status, header) as (url, handler):
+        api = StripeResource(
+            secret_key="sk_test_scripted",
+            api_base=url,
+            retry_attempts=3,
+            retry_initial_delay_s=0.01,
+            retry_max_delay_s=0.02,
+        ).get_client()
+        with pytest.raises(StripeApiError) as caught:
+            api.retrieve_product("prod_1")
+    assert handler.hits == expected_hits
+    assert caught.value.attempts == expected_hits
+
+
+# -- faults and idempotency -------------------------------------------------------------------
+
+
+def test_a_create_repeated_after_a_dropped_connection_yields_one_object(emulator) -> None:
+    unlimited(emulator)
+    emulator.control.configure(fault_drop_rate=1.0, drop_after_commit=1.0)
+    api = resource(emulator, retry_attempts=1).get_client()
+    with pytest.raises(StripeApiError, match="connection"):
+        create(api, 42)
+    assert len(emulator.control.objects("product")) == 1  # committed, answer lost
+
+    emulator.control.configure(fault_drop_rate=0.0, drop_after_commit=0.0)
+    product = create(api, 42)  # the same write again, as a retry or a resumed run sends it
+    objects = emulator.control.objects("product")
+    assert [o["id"] for o in objects] == [product.id]
+
+
+def test_all_calls_complete_under_twenty_percent_faults_of_every_kind(emulator) -> None:
+    unlimited(emulator)
+    emulator.control.configure(
+        fault_500_rate=0.05,
+        fault_503_rate=0.05,
+        fault_drop_rate=0.05,
+        fault_slow_rate=0.05,
+        drop_after_commit=0.5,
+        slow_response_s=5.0,
+        seed=7,
+    )
+    # A slow answer costs one timeout; 8 attempts make a call failing 8 times in a row
+    # (0.2**8) vanishingly rare. The emulator has no rate limit here, so neither has the client.
+    api = resource(
+        emulator,
+        request_timeout_s=0.5,
+        retry_attempts=8,
+        max_requests_per_second=500,
+        max_endpoint_requests_per_second=500,
+    ).get_client()
+
+    def work(n: int) -> str:
+        product = create(api, n)
+        api.update_product(
+            product.id,
+            {"description": f"d{n}"},
+            idempotency_key=idempotency_key("update_product", f"cms-{n}", "d"),
+        )
+        return api.retrieve_product(product.id).description
+
+    with ThreadPoolExecutor(16) as pool:
+        descriptions = list(pool.map(work, range(60)))
+
+    assert descriptions == [f"d{n}" for n in range(60)]
+    products = emulator.control.objects("product")
+    assert len(products) == 60  # no duplicate from a retried create
+    faults = emulator.control.stats()["faults"]
+    assert {"500", "503", "slow"} <= set(faults), faults
+    assert faults.get("dropped", 0) + faults.get("dropped_after_commit", 0) > 0, faults
+    assert api.stats.retries == sum(faults.values())  # each fault cost one attempt, no more
+    assert api.stats_metadata()["stripe_calls_failed"] == 0
+
+
+# -- live-mode guard --------------------------------------------------------------------------
+
+
+def test_a_live_key_is_refused_before_any_write(emulator) -> None:
+    unlimited(emulator)
+    live_key = emulator.live_secret_key
+    api = resource(emulator, secret_key=live_key).get_client()
+
+    with pytest.raises(LiveModeRefused) as caught:
+        create(api, 1)
+    with pytest.raises(LiveModeRefused):
+        api.update_price("price_1", {"active": False}, idempotency_key="k")
+    assert "live-mode" in str(caught.value) and live_key not in str(caught.value)
+    assert api.retrieve_account().id  # reads are allowed
+    stats = emulator.control.stats()
+    assert posts(stats) == 0
+    assert stats["requests_total"] == 1
+    assert api.stats_metadata()["stripe_live_writes_refused"] == 2
+
+    allowed = resource(emulator, secret_key=live_key, allow_live=True).get_client()
+    create(allowed, 1)
+    assert posts(emulator.control.stats()) == 1
+
+
+# -- rate limits ------------------------------------------------------------------------------
+
+
+def test_a_429_slows_the_endpoint_and_every_call_still_completes(emulator) -> None:
+    # The emulator allows 8/s on creates while the resource starts out at 25/s.
+    emulator.control.configure(
+        global_rate_per_s=None, endpoint_rates_per_s={"POST /v1/products": 8.0}, rate_burst_s=0.5
+    )
+    api = resource(emulator, retry_attempts=10).get_client()
+    with ThreadPoolExecutor(8) as pool:
+        products = list(pool.map(lambda n: create(api, n), range(24)))
+    assert len({p.id for p in products}) == 24
+    stats = emulator.control.stats()
+    assert stats["rate_limited_total"] >= 1
+    assert stats["rate_limited_by_reason"].get("endpoint-rate", 0) >= 1
+    assert api.limiter.rate("POST /v1/products") < 25.0
+    assert api.limiter.rate() == 25.0  # an endpoint 429 leaves the account's rate alone
+    assert api.stats.rate_limited == stats["rate_limited_total"]
+
+
+def test_the_429_reason_header_tells_the_scope() -> None:
+    from stripe_migration.resources.stripe_api import limit_scope
+
+    def err(reason: str | None, code: str | None = None) -> stripe.RateLimitError:
+        headers = {"Stripe-Rate-Limited-Reason": reason} if reason else {}
+        e = stripe.RateLimitError("Too many requests", http_status=429, headers=headers)
+        e.code = code
+        return e
+
+    assert limit_scope(err("global-rate")) is LimitScope.GLOBAL
+    assert limit_scope(err("global-concurrency")) is LimitScope.GLOBAL
+    assert limit_scope(err("endpoint-rate")) is LimitScope.ENDPOINT
+    assert limit_scope(err("resource-specific")) is LimitScope.ENDPOINT
+    assert limit_scope(err(None)) is LimitScope.UNKNOWN
+    assert limit_scope(err(None, code="lock_timeout")) is None
+
+
+@pytest.mark.slow
+def test_sixteen_threads_keep_to_a_20_per_second_limit(emulator) -> None:
+    emulator.control.configure(global_rate_per_s=20.0, endpoint_rate_per_s=20.0)
+    api = resource(
+        emulator, max_requests_per_second=20.0, max_endpoint_requests_per_second=20.0
+    ).get_client()
+    product = create(api, 0)
+    api.reset_stats()
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda _: api.retrieve_product(product.id).id, range(300)))
+
+    assert results == [product.id] * 300
+    meta = api.stats_metadata()
+    assert meta["stripe_calls_failed"] == 0
+    assert meta["stripe_429s"] == emulator.control.stats()["rate_limited_total"] <= 5
+    assert 18.0 <= meta["stripe_requests_per_s"] <= 22.0, meta
+
+
+def test_a_mix_on_four_endpoints_reaches_the_live_account_rate(emulator) -> None:
+    emulator.control.configure(
+        global_rate_per_s=100.0, endpoint_rate_per_s=25.0, latency_ms=20.0, latency_jitter_ms=10.0
+    )
+    api = resource(
+        emulator, max_requests_per_second=100.0, max_endpoint_requests_per_second=25.0
+    ).get_client()
+    seed = [create(api, n) for n in range(25)]  # at 25/s: about a second
+    api.reset_stats()
+
+    def work(i: int) -> None:
+        target = seed[i % len(seed)]
+        match i % 4:
+            case 0:
+                create(api, 1000 + i)
+            case 1:
+                api.update_product(
+                    target.id,
+                    {"description": f"v{i}"},
+                    idempotency_key=idempotency_key("update_product", target.id, f"v{i}"),
+                )
+            case 2:
+                api.retrieve_product(target.id)
+            case 3:
+                api.retrieve_price(target.default_price)
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(work, range(500)))
+
+    meta = api.stats_metadata()
+    assert meta["stripe_calls_failed"] == 0
+    assert meta["stripe_requests_per_s"] >= 90.0, meta
+    for endpoint in (
+        "POST /v1/products",
+        "POST /v1/products/{id}",
+        "GET /v1/products/{id}",
+        "GET /v1/prices/{id}",
+    ):
+        assert meta[f"stripe_requests[{endpoint}][200]"] == 125
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_each_step_takes_its_share_of_the_pool() -> None:
+    res = StripeResource(
+        secret_key="sk_test_x", max_requests_per_second=100, max_in_flight=32, pool_limit=4
+    )
+    assert res.step_rates == {"global": 25.0, "endpoint": 6.25, "search": 5.0, "max_in_flight": 8}
+    assert res.get_client().limiter.rate() == 25.0
+    assert res.get_client().limiter.rate("GET /v1/products/search") == 5.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (dict(secret_key="pk_test_abcdef"), "publishable key"),
+        (dict(secret_key="nonsense_abcdef"), "does not look like a Stripe key"),
+        (dict(secret_key=""), "STRIPE_SECRET_KEY"),
+        (dict(max_requests_per_second=0), "greater than 0"),
+        (dict(api_base="localhost:12111"), "http"),
+        (dict(api_version="latest"), "api_version"),
+        (dict(retry_initial_delay_s=5, retry_max_delay_s=1), "retry_max_delay_s"),
+    ],
+)
+def test_bad_settings_fail_at_load_without_echoing_the_key(settings, message) -> None:
+    full = dict(secret_key="sk_test_fine")
+    full.update(settings)
+    with pytest.raises(ValueError, match=message) as caught:
+        StripeResource(**full)
+    assert "abcdef" not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["sk_live_abc", "rk_live_abc"])
+def test_live_and_restricted_live_keys_refuse_writes_without_a_server(key) -> None:
+    # Nothing listens on port 9: reaching the network would be a connection error instead.
+    api = StripeResource(
+        secret_key=key, api_base="http://127.0.0.1:9", retry_attempts=1
+    ).get_client()
+    with pytest.raises(LiveModeRefused, match="live-mode key"):
+        api.create_price({"product": "prod_1"}, idempotency_key="k")
+    assert api.stats.requests == 0
+
+
+def test_api_base_comes_from_the_environment_only_when_set() -> None:
+    assert stripe_api_base_from_env({}) is None
+    assert stripe_api_base_from_env({"STRIPE_API_BASE": "http://x"}) == dg.EnvVar("STRIPE_API_BASE")
+
+
+def test_one_client_per_resource_shared_by_threads() -> None:
+    res = StripeResource(secret_key="sk_test_x")
+    with ThreadPoolExecutor(8) as pool:
+        clients = set(map(id, pool.map(lambda _: res.get_client(), range(32))))
+    assert len(clients) == 1
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+def test_redact_hides_every_key_shape() -> None:
+    text = "a sk_test_abc123 b rk_live_XYZ c pk_test_q d whsec_123 e sk_test_****1234"
+    assert redact(text) == "a *** b *** c *** d *** e ***"
+
+
+def test_no_key_in_any_log_output_of_a_run(emulator, caplog, capfd, monkeypatch) -> None:
+    unlimited(emulator)
+    emulator.control.configure(fault_500_rate=0.2, fault_drop_rate=0.1, seed=3)
+    monkeypatch.setenv("STRIPE_SECRET_KEY", emulator.secret_key)
+    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
+    caplog.set_level(logging.DEBUG)
+    wrong = "sk_test_wrongWrongWrong9876"
+
+    @dg.asset
+    def products_in_stripe(context: dg.AssetExecutionContext, stripe_api: StripeResource):
+        context.log.info(f"resource: {stripe_api!r} / {stripe_api}")
+        api = stripe_api.get_client()
+        for n in range(5):
+            create(api, n)
+        with pytest.raises(StripeApiError):
+            api.retrieve_product("prod_missing")
+        return dg.MaterializeResult(metadata=stripe_api.stats_metadata())
+
+    res = StripeResource(
+        secret_key=dg.EnvVar("STRIPE_SECRET_KEY"),
+        api_base=dg.EnvVar("STRIPE_API_BASE"),
+        retry_attempts=8,
+        retry_initial_delay_s=0.01,
+        retry_max_delay_s=0.05,
+    )
+    result = dg.materialize([products_in_stripe], resources={"stripe_api": res})
+    assert result.success
+    metadata = result.asset_materializations_for_node("products_in_stripe")[0].metadata
+    assert metadata["stripe_requests_create"].value >= 5
+
+    with pytest.raises(StripeAuthError) as caught:
+        resource(emulator, secret_key=wrong).get_client().retrieve_account()
+    logging.getLogger("test").error("failed: %s %r", caught.value, caught.value)
+
+    out, err = capfd.readouterr()
+    everything = "\n".join([caplog.text, out, err, repr(metadata), repr(res)])
+    assert "Request to Stripe api" in everything  # stripe-python's own logging was captured
+    for key in (emulator.secret_key, wrong):
+        assert key not in everything
+        assert "****" + key[-4:] not in everything  # not even Stripe's masked form
