@@ -1,0 +1,1 @@
+"""The Stripe webhook events: handlers, processing with recorded attempts, archival, gap filling."""
