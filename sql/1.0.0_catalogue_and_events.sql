@@ -44,7 +44,9 @@ CREATE TABLE products (
     needs_sync          boolean GENERATED ALWAYS AS (
                             sync_status IN ('pending', 'failed')
                             OR synced_version IS DISTINCT FROM updated_at
-                            OR stripe_drift IS NOT NULL
+                            -- the webhook handlers keep the newest event seen even when it
+                            -- matches; only a real difference puts the row back in scope
+                            OR COALESCE(stripe_drift ->> 'in_sync', '') = 'false'
                         ) STORED,
     -- A stable bucket of the id (0-15): the Dagster partition the row belongs to.
     sync_partition      smallint GENERATED ALWAYS AS (abs(hashtext(id::text)) % 16) STORED

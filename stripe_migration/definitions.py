@@ -2,4 +2,25 @@
 
 import dagster as dg
 
-defs = dg.Definitions()
+from stripe_migration.catalog import assets as catalog_assets
+from stripe_migration.catalog import checks as catalog_checks
+from stripe_migration.catalog.jobs import migrate_catalog, plan_catalog, preflight, rollback_catalog
+from stripe_migration.resources.environment import (
+    stripe_resource_from_env,
+    supabase_resource_from_env,
+)
+from stripe_migration.resources.pickle_io_manager import PartitionRangePickleIOManager
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([catalog_assets]),
+    asset_checks=dg.load_asset_checks_from_modules([catalog_checks]),
+    jobs=[migrate_catalog, plan_catalog, rollback_catalog, preflight],
+    resources={
+        "stripe": stripe_resource_from_env(),
+        "supabase": supabase_resource_from_env(),
+        "catalog_io_manager": PartitionRangePickleIOManager(),
+    },
+    # One process per run: the steps run one after another, and Stripe calls already run on
+    # threads inside their step; a process per step would only cost memory on small machines.
+    executor=dg.in_process_executor,
+)

@@ -4,4 +4,5 @@ pytest_plugins = [
     "stripe_migration_tests.fixtures.postgres",
     "stripe_migration_tests.fixtures.stripe_emulator",
     "stripe_migration_tests.fixtures.supabase_gateway",
+    "stripe_migration_tests.fixtures.migration",
 ]

@@ -93,6 +93,12 @@ def test_drift_puts_a_synced_row_back_in_scope(conn: psycopg.Connection) -> None
     pid = _insert(conn)
     _sync(conn, pid, _row(conn, pid)["updated_at"])
     conn.execute(
-        'UPDATE products SET stripe_drift = \'{"name": "edited in Stripe"}\' WHERE id = %s', (pid,)
+        """UPDATE products SET stripe_drift = '{"in_sync": true, "product": {}}' WHERE id = %s""",
+        (pid,),
+    )
+    assert _row(conn, pid)["needs_sync"] is False  # the newest event matched: no drift
+    conn.execute(
+        """UPDATE products SET stripe_drift = '{"in_sync": false, "product": {}}' WHERE id = %s""",
+        (pid,),
     )
     assert _row(conn, pid)["needs_sync"] is True

@@ -1,0 +1,339 @@
+"""Applying a catalogue plan to Stripe: worker threads, batches, and a checkpoint after each batch.
+
+No Dagster here. The caller passes the Stripe API wrapper (rate-limited, retrying) and a
+``checkpoint`` callable that writes a batch's sync results back to Supabase; that write is the
+durable checkpoint, so a run killed at any point redoes at most the batch in flight.
+
+Why a resumed run never duplicates anything:
+- a new product is created with a **custom id derived from the CMS id**, so Stripe itself refuses
+  a second one (``resource_already_exists``); the product is then adopted and planned against its
+  actual state;
+- a new price (the one write with neither a custom id nor a naturally repeatable effect) carries
+  an idempotency key spanning runs: CMS id, amount, currency and the price it replaces;
+- the other writes (updates, archive, default-price switch, deactivation) set values, so repeating
+  them is harmless; their keys include the run id, so a retry inside a run is replayed while a later
+  run never receives a stale 24-hour replay (an edit A→B→A in one day is applied each time).
+Stripe's search index lags by up to a minute, so nothing here relies on search.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import stripe
+
+from stripe_migration.catalog import stripe_payloads as payloads
+from stripe_migration.catalog.plan import (
+    Action,
+    PlannedAction,
+    StripeProductState,
+    plan_product,
+    sync_state_after,
+)
+from stripe_migration.catalog.stripe_state import plain
+from stripe_migration.resources.stripe_api import LiveModeRefused
+
+
+class StripeWriter(Protocol):
+    """The Stripe calls applying a plan needs (implemented by the StripeResource's API wrapper)."""
+
+    def create_product(self, params: dict, *, idempotency_key: str) -> Mapping[str, Any]: ...
+    def update_product(
+        self, product_id: str, params: dict, *, idempotency_key: str
+    ) -> Mapping[str, Any]: ...
+    def retrieve_product(self, product_id: str) -> Mapping[str, Any]:
+        """The product with its ``default_price`` expanded."""
+        ...
+
+    def create_price(self, params: dict, *, idempotency_key: str) -> Mapping[str, Any]: ...
+    def update_price(
+        self, price_id: str, params: dict, *, idempotency_key: str
+    ) -> Mapping[str, Any]: ...
+
+
+class FatalApplyError(RuntimeError):
+    """An error that stops the whole run (bad key, live mode refused); per-product errors don't."""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one product's sync left behind: the row written back to Supabase."""
+
+    id: str
+    sync_status: str  # 'synced' | 'archived' | 'failed'
+    action: str
+    synced_version: str | None
+    stripe_product_id: str | None = None
+    stripe_price_id: str | None = None
+    sync_error: str | None = None
+    sync_content_hash: str | None = None
+    synced_unit_amount: int | None = None
+    synced_currency: str | None = None
+    created_product: bool = False
+
+    def checkpoint_row(self) -> dict[str, Any]:
+        """The JSON object ``apply_sync_results`` expects."""
+        return {
+            "id": self.id,
+            "stripe_product_id": self.stripe_product_id,
+            "stripe_price_id": self.stripe_price_id,
+            "sync_status": self.sync_status,
+            "sync_error": self.sync_error,
+            "sync_content_hash": self.sync_content_hash,
+            "synced_unit_amount": self.synced_unit_amount,
+            "synced_currency": self.synced_currency,
+            "synced_version": self.synced_version,
+        }
+
+
+@dataclass
+class ApplyStats:
+    """Counts of one apply, for the report."""
+
+    done: int = 0
+    total: int = 0
+    by_action: dict[str, int] = field(default_factory=dict)
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    adopted: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    #: The Stripe client's counters (requests, retries, 429s, limiter waits), filled by the caller.
+    api: dict[str, float | int] = field(default_factory=dict)
+
+    @property
+    def products_per_second(self) -> float:
+        """Products applied per second of wall time."""
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, stripe.StripeError):
+        error = exc.error
+        param = f" (param {error.param})" if error is not None and error.param else ""
+        message = exc.user_message or str(exc)
+        return f"Stripe refused: {message}{param}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _version(item: PlannedAction) -> str | None:
+    value = (item.product or {}).get("updated_at")
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _synced(
+    item: PlannedAction,
+    product_id: str | None = None,
+    price_id: str | None = None,
+    *,
+    created_product: bool = False,
+) -> SyncResult:
+    """The result of applying ``item``: the sync columns the plan says to record."""
+    state = sync_state_after(item, stripe_product_id=product_id, stripe_price_id=price_id)
+    return SyncResult(
+        id=str(item.cms_id),
+        action=item.action.value,
+        synced_version=_version(item),
+        created_product=created_product,
+        sync_status=state.pop("sync_status"),
+        **state,
+    )
+
+
+def _default_price_id(product: Mapping[str, Any]) -> str | None:
+    price = product.get("default_price")
+    if isinstance(price, Mapping):
+        return price.get("id")
+    return price
+
+
+def _create(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    product = item.product or {}
+    params = payloads.product_create_params(product)
+    key = payloads.idempotency_key("product.create", item.cms_id, run_id, item.content_hash)
+    try:
+        created = plain(api.create_product(params, idempotency_key=key))
+        return _synced(item, created["id"], _default_price_id(created), created_product=True)
+    except stripe.InvalidRequestError as exc:
+        if getattr(exc, "code", None) != "resource_already_exists":
+            raise
+    # An earlier run created it and was killed before its checkpoint (and the idempotency key
+    # expired or the content changed since): adopt it, and bring it up to date by planning
+    # against its actual state.
+    existing = plain(api.retrieve_product(params["id"]))
+    catch_up = plan_product(product, StripeProductState.from_stripe(existing), resync=True)
+    if catch_up.writes == 0:
+        result = _synced(item, existing["id"], _default_price_id(existing))
+    else:
+        result = apply_one(api, catch_up, run_id)
+    return replace(result, action=item.action.value, created_product=True)
+
+
+def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    params = payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
+    key = payloads.idempotency_key("product.update", item.cms_id, run_id, item.content_hash)
+    updated = plain(api.update_product(item.stripe_product_id, params, idempotency_key=key))
+    return _synced(item, updated["id"], item.stripe_price_id or _default_price_id(updated))
+
+
+def _reprice(
+    api: StripeWriter, item: PlannedAction, update_params: dict | None, run_id: str
+) -> str:
+    """New price, switched to as the default (with any product update), old price deactivated.
+
+    The price create is the one write that neither a custom id nor its nature makes safe to
+    repeat, so its key spans runs: a resumed run replays it (within Stripe's 24 h) instead of
+    creating a second price. The price being replaced is part of the key, so each transition
+    (even back to an earlier amount) is a new key.
+    """
+    product = item.product or {}
+    old = item.stripe_price_id
+    new_price = plain(
+        api.create_price(
+            payloads.price_create_params(product, str(item.stripe_product_id)),
+            idempotency_key=payloads.idempotency_key(
+                "price.create", item.cms_id, item.unit_amount, item.currency, old
+            ),
+        )
+    )
+    switch = {**(update_params or {}), "default_price": new_price["id"]}
+    api.update_product(
+        item.stripe_product_id,
+        switch,
+        idempotency_key=payloads.idempotency_key(
+            "product.default_price", item.cms_id, run_id, new_price["id"], item.content_hash
+        ),
+    )
+    if old and old != new_price["id"]:
+        api.update_price(
+            old,
+            payloads.deactivate_price_params(),
+            idempotency_key=payloads.idempotency_key("price.deactivate", item.cms_id, run_id, old),
+        )
+    return new_price["id"]
+
+
+def _archive(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    key = payloads.idempotency_key("product.archive", item.cms_id, run_id, item.content_hash)
+    archived = plain(
+        api.update_product(item.stripe_product_id, {"active": False}, idempotency_key=key)
+    )
+    return _synced(item, archived["id"], item.stripe_price_id)
+
+
+def apply_one(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    """Apply one planned action; a per-product refusal becomes a failed result, not an exception.
+
+    ``run_id`` scopes the idempotency keys of writes that are safe to repeat (see the module doc).
+    """
+    try:
+        if item.action is Action.CREATE:
+            return _create(api, item, run_id)
+        if item.action is Action.UPDATE:
+            return _update(api, item, run_id)
+        if item.action in (Action.REPRICE, Action.UPDATE_AND_REPRICE):
+            update = (
+                payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
+                if item.action is Action.UPDATE_AND_REPRICE
+                else None
+            )
+            price_id = _reprice(api, item, update, run_id)
+            return _synced(item, str(item.stripe_product_id), price_id)
+        if item.action is Action.ARCHIVE:
+            return _archive(api, item, run_id)
+        raise ValueError(f"nothing to apply for action {item.action.value}")
+    except FatalApplyError:
+        raise
+    except (stripe.AuthenticationError, LiveModeRefused) as exc:
+        raise FatalApplyError(str(exc)) from None
+    except (stripe.InvalidRequestError, stripe.CardError, stripe.PermissionError) as exc:
+        return SyncResult(
+            id=str(item.cms_id),
+            sync_status="failed",
+            action=item.action.value,
+            synced_version=_version(item),
+            sync_error=_error_text(exc),
+        )
+
+
+def bookkeeping_results(plan: Sequence[PlannedAction]) -> list[SyncResult]:
+    """Results for rows that need no Stripe call but a write-back: invalid rows (failed, with
+    their reason) and unchanged ones. Every row a run looked at records the CMS version it saw
+    (``synced_version``) and loses its drift mark, so it leaves the scope of the next run."""
+    return [
+        _synced(item, item.stripe_product_id, item.stripe_price_id)
+        for item in plan
+        if item.writes == 0
+        and item.cms_id
+        and (item.action is Action.INVALID or item.status_after is not None)
+    ]
+
+
+def _batches(items: Sequence[PlannedAction], size: int) -> Iterator[Sequence[PlannedAction]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def apply_plan(
+    api: StripeWriter,
+    plan: Sequence[PlannedAction],
+    checkpoint: Callable[[list[SyncResult]], None],
+    *,
+    run_id: str,
+    batch_size: int,
+    workers: int,
+    progress: Callable[[ApplyStats], None] | None = None,
+    progress_interval_s: float = 5.0,
+) -> ApplyStats:
+    """Apply every write action of ``plan``; checkpoint after each batch; return the counts.
+
+    Invalid and unchanged rows are checkpointed first (no Stripe call). A :class:`FatalApplyError`
+    stops the run after checkpointing what the batch in flight finished.
+    """
+    started = time.monotonic()
+    writes = [item for item in plan if item.writes > 0]
+    stats = ApplyStats(total=len(writes))
+    bookkeeping = bookkeeping_results(plan)
+    for start in range(0, len(bookkeeping), max(batch_size, 500)):
+        checkpoint(bookkeeping[start : start + max(batch_size, 500)])
+    stats.failed = sum(1 for r in bookkeeping if r.sync_status == "failed")
+    stats.failures = [(r.id, r.sync_error or "") for r in bookkeeping if r.sync_status == "failed"]
+
+    lock = threading.Lock()
+    last_report = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="stripe-apply") as pool:
+        for batch in _batches(writes, max(1, batch_size)):
+            futures = [pool.submit(apply_one, api, item, run_id) for item in batch]
+            results: list[SyncResult] = []
+            fatal: BaseException | None = None
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except FatalApplyError as exc:
+                    fatal = fatal or exc
+            checkpoint(results)
+            with lock:
+                stats.batches += 1
+                for result in results:
+                    stats.done += 1
+                    stats.by_action[result.action] = stats.by_action.get(result.action, 0) + 1
+                    if result.sync_status == "failed":
+                        stats.failed += 1
+                        stats.failures.append((result.id, result.sync_error or ""))
+                stats.seconds = time.monotonic() - started
+            if fatal is not None:
+                raise fatal
+            if progress and time.monotonic() - last_report >= progress_interval_s:
+                progress(stats)
+                last_report = time.monotonic()
+    stats.seconds = time.monotonic() - started
+    if progress:
+        progress(stats)
+    return stats

@@ -1,0 +1,353 @@
+"""The catalogue migration as software-defined assets: read, back up, validate, plan, apply, report.
+
+Every asset is partitioned by stable hash buckets of the product id (see ``partitions.py``); a run
+over several buckets is one run. The Supabase write-back after every batch of Stripe calls is the
+durable checkpoint, so any run can be killed and the next one resumes from it.
+"""
+
+import json
+import time
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from stripe_migration.catalog import apply as applying
+from stripe_migration.catalog.partitions import (
+    catalog_backfill_policy,
+    catalog_partitions,
+    partition_buckets,
+)
+from stripe_migration.catalog.plan import Action, PlannedAction, build_plan, plan_table, summarize
+from stripe_migration.catalog.report import render_report, report_metadata
+from stripe_migration.catalog.schema import (
+    ValidationResult,
+    pandera_failure_cases,
+    validate_products,
+)
+from stripe_migration.catalog.stripe_state import fetch_stripe_state
+from stripe_migration.resources.stripe_api import StripeResource
+from stripe_migration.resources.supabase_db import SupabaseResource
+from stripe_migration.settings import (
+    DEFAULT_APPLY_BATCH_SIZE,
+    DEFAULT_APPLY_WORKERS,
+    FORCE_RESYNC_TAG,
+    MAX_UNIT_AMOUNT_CENTS,
+    MIN_UNIT_AMOUNT_CENTS,
+    PROGRESS_LOG_INTERVAL_S,
+)
+
+GROUP = "catalog"
+IO_MANAGER_KEY = "catalog_io_manager"
+
+#: The CMS columns a run reads: the product itself, its sync state, and what a backup restores.
+PRODUCT_COLUMNS = (
+    "id",
+    "name",
+    "description",
+    "price",
+    "currency",
+    "images",
+    "active",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "stripe_product_id",
+    "stripe_price_id",
+    "sync_status",
+    "sync_error",
+    "synced_at",
+    "sync_content_hash",
+    "synced_unit_amount",
+    "synced_currency",
+    "synced_version",
+    "stripe_drift",
+)
+
+_partitioned = {
+    "partitions_def": catalog_partitions,
+    "backfill_policy": catalog_backfill_policy,
+    "group_name": GROUP,
+}
+
+
+def is_force_resync(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> bool:
+    """Whether this run is a forced resync (the run tag, set by the CLI or a backfill's tags)."""
+    return str(context.run.tags.get(FORCE_RESYNC_TAG, "")).lower() in ("1", "true", "yes")
+
+
+def migration_run_id(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:
+    """The id of the migration a run belongs to: its root run, so a re-execution from failure
+    shares the backup and the rollback of the run it resumes."""
+    return context.run.root_run_id or context.run_id
+
+
+class ValidationConfig(dg.Config):
+    """Tunable validation limits."""
+
+    min_unit_amount_cents: int = Field(
+        default=MIN_UNIT_AMOUNT_CENTS, description="Lowest price accepted, in minor units."
+    )
+    max_unit_amount_cents: int = Field(
+        default=MAX_UNIT_AMOUNT_CENTS, description="Highest price accepted, in minor units."
+    )
+
+
+class ApplyConfig(dg.Config):
+    """How the plan is applied to Stripe."""
+
+    batch_size: int = Field(
+        default=DEFAULT_APPLY_BATCH_SIZE,
+        ge=1,
+        description="Products between two checkpoints (the Supabase write-back).",
+    )
+    workers: int = Field(
+        default=DEFAULT_APPLY_WORKERS,
+        ge=1,
+        description="Threads calling Stripe; the rate limiter sets the pace.",
+    )
+
+
+@dg.asset(kinds={"supabase", "pandas"}, io_manager_key=IO_MANAGER_KEY, **_partitioned)
+def supabase_products(context: dg.AssetExecutionContext, supabase: SupabaseResource) -> dg.Output:
+    """The CMS product rows this run looks at: new, edited since their last sync, failed, or
+    drifted in Stripe; on a forced resync, every row of the partitions."""
+    force = is_force_resync(context)
+    buckets = partition_buckets(context.partition_keys)
+    filters: list[tuple[str, str, Any]] = [("sync_partition", "in", buckets)]
+    if not force:
+        filters.append(("needs_sync", "is", True))
+    db = supabase.get_client()
+    started = time.monotonic()
+    rows = db.read_table("products", PRODUCT_COLUMNS, filters=filters)
+    frame = pd.DataFrame(rows, columns=list(PRODUCT_COLUMNS))
+    return dg.Output(
+        frame,
+        metadata={
+            "rows_in_scope": len(frame),
+            "never_synced": int(frame["stripe_product_id"].isna().sum()),
+            "previously_failed": int((frame["sync_status"] == "failed").sum()),
+            "force_resync": force,
+            "partitions": ",".join(context.partition_keys),
+            "read_seconds": round(time.monotonic() - started, 3),
+            **db.stats_metadata(),
+        },
+    )
+
+
+@dg.asset(kinds={"supabase"}, **_partitioned)
+def products_backup(
+    context: dg.AssetExecutionContext, supabase: SupabaseResource, supabase_products: pd.DataFrame
+) -> dg.MaterializeResult:
+    """Snapshots of the rows in scope, taken before anything is written, in the
+    ``products_backup`` table under the migration's run id; ``rollback_catalog`` restores them."""
+    run_id = migration_run_id(context)
+    records = json.loads(supabase_products.to_json(orient="records", date_format="iso"))
+    rows = [{"run_id": run_id, "product_id": r["id"], "row_data": r} for r in records]
+    # ignore_duplicates: a re-execution must not overwrite the snapshot taken before the first
+    # write with rows the first attempt already changed.
+    written = supabase.get_client().upsert(
+        "products_backup", rows, on_conflict="run_id,product_id", ignore_duplicates=True
+    )
+    return dg.MaterializeResult(
+        metadata={"rows_backed_up": written, "backup_run_id": dg.MetadataValue.text(run_id)}
+    )
+
+
+@dg.asset(
+    kinds={"pandera", "pandas"},
+    io_manager_key=IO_MANAGER_KEY,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "valid_rows_match_schema",
+            asset="validated_products",
+            blocking=True,
+            description="The transformed rows satisfy the pandera model (types, ranges, lengths).",
+        ),
+        dg.AssetCheckSpec(
+            "every_invalid_row_has_a_reason",
+            asset="validated_products",
+            description="Each refused row names the field and the value's problem.",
+        ),
+    ],
+    **_partitioned,
+)
+def validated_products(
+    context: dg.AssetExecutionContext, config: ValidationConfig, supabase_products: pd.DataFrame
+):
+    """The rows in scope, checked and transformed into what Stripe accepts (prices in integer
+    minor units, lower-case currencies, string metadata with the CMS id), plus the refused rows
+    with the reason for each."""
+    result = validate_products(supabase_products, config)
+    versions = dict(
+        zip(supabase_products["id"].astype(str), supabase_products["updated_at"], strict=True)
+    )
+    valid = result.valid.copy()
+    valid["updated_at"] = valid["id"].astype(str).map(versions)
+    result = ValidationResult(valid=valid, invalid=result.invalid, rules=result.rules)
+
+    reasons = result.invalid.head(200).rename(columns={"id": "cms_id"})
+    yield dg.Output(
+        result,
+        metadata={
+            "valid": len(result.valid),
+            "invalid": len(result.invalid),
+            "invalid_rows": dg.MetadataValue.md(
+                reasons.to_markdown(index=False) if len(reasons) else "none"
+            ),
+        },
+    )
+    failures = pandera_failure_cases(result.valid, result.rules)
+    yield dg.AssetCheckResult(
+        check_name="valid_rows_match_schema",
+        passed=failures.empty,
+        metadata={
+            "failure_cases": len(failures),
+            "cases": dg.MetadataValue.table(
+                records=[
+                    dg.TableRecord({k: str(v) for k, v in row.items()})
+                    for row in failures.head(100).to_dict("records")
+                ],
+                schema=dg.TableSchema(
+                    columns=[dg.TableColumn(str(c), "string") for c in failures.columns]
+                ),
+            ),
+        },
+    )
+    missing = (
+        result.invalid["reason"].fillna("").str.strip().eq("").sum() if len(result.invalid) else 0
+    )
+    yield dg.AssetCheckResult(
+        check_name="every_invalid_row_has_a_reason",
+        passed=bool(missing == 0),
+        metadata={"rows_without_reason": int(missing)},
+    )
+
+
+@dg.asset(kinds={"stripe"}, io_manager_key=IO_MANAGER_KEY, **_partitioned)
+def catalog_plan(
+    context: dg.AssetExecutionContext, stripe: StripeResource, validated_products: ValidationResult
+) -> dg.Output:
+    """One action per product (create, update, reprice, archive, unchanged or invalid), from the
+    CMS sync state, or on a forced resync from Stripe's actual state. Alone, this is the dry run:
+    it makes no write call to Stripe."""
+    stripe_state = None
+    if is_force_resync(context):
+        api = stripe.get_client()
+        stripe_state = fetch_stripe_state(api, validated_products.valid.to_dict("records"))
+    plan = build_plan(validated_products.valid, validated_products.invalid, stripe_state)
+    counts = summarize(plan)
+    changes = plan_table(plan, limit=200)
+    return dg.Output(
+        plan,
+        metadata={
+            **{f"plan_{action}": n for action, n in counts.items()},
+            "planned_writes": sum(item.writes for item in plan),
+            "force_resync": stripe_state is not None,
+            "changes": dg.MetadataValue.md(
+                pd.DataFrame(changes).to_markdown(index=False) if changes else "nothing to change"
+            ),
+        },
+    )
+
+
+@dg.multi_asset(
+    outs={
+        "stripe_products": dg.AssetOut(
+            kinds={"stripe"},
+            io_manager_key=IO_MANAGER_KEY,
+            description="The Stripe Products of the catalogue, one per valid CMS row, with the "
+            "Stripe ids and sync state written back to Supabase.",
+        ),
+        "stripe_prices": dg.AssetOut(
+            kinds={"stripe"},
+            io_manager_key=IO_MANAGER_KEY,
+            description="The Stripe Prices: each product's default price matches the CMS price; "
+            "replaced prices are deactivated, never deleted.",
+        ),
+    },
+    deps=["products_backup"],
+    pool="stripe_api",
+    can_subset=False,
+    **_partitioned,
+)
+def stripe_catalog(
+    context: dg.AssetExecutionContext,
+    config: ApplyConfig,
+    stripe: StripeResource,
+    supabase: SupabaseResource,
+    catalog_plan: list[PlannedAction],
+):
+    """Apply the plan to Stripe with a pool of worker threads, writing the sync state back to
+    Supabase after every batch (the checkpoint a killed run resumes from)."""
+    api = stripe.get_client()
+    api.reset_stats()
+    db = supabase.get_client()
+
+    def checkpoint(results: list[applying.SyncResult]) -> None:
+        if results:
+            db.rpc("apply_sync_results", {"results": [r.checkpoint_row() for r in results]})
+
+    def progress(stats: applying.ApplyStats) -> None:
+        rate = stats.products_per_second
+        left = (stats.total - stats.done) / rate if rate > 0 else float("nan")
+        context.log.info(
+            f"applied {stats.done}/{stats.total} products ({rate:.1f}/s, ETA {left:.0f} s), "
+            f"{stats.failed} failed"
+        )
+
+    stats = applying.apply_plan(
+        api,
+        catalog_plan,
+        checkpoint,
+        run_id=context.run_id,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        progress=progress,
+        progress_interval_s=PROGRESS_LOG_INTERVAL_S,
+    )
+    api_stats = api.stats_metadata()
+    stats.api = dict(api_stats)
+    by_action = {
+        f"applied_{a}": stats.by_action.get(a.value, 0)
+        for a in Action
+        if a.value not in ("unchanged", "invalid")
+    }
+    yield dg.Output(
+        stats,
+        output_name="stripe_products",
+        metadata={
+            "products_applied": stats.done,
+            "products_failed": stats.failed,
+            "products_per_second": round(stats.products_per_second, 2),
+            "apply_seconds": round(stats.seconds, 3),
+            **by_action,
+            **api_stats,
+        },
+    )
+    repriced = stats.by_action.get("reprice", 0) + stats.by_action.get("update_and_reprice", 0)
+    yield dg.Output(
+        {"new_prices": stats.by_action.get("create", 0) + repriced, "repriced": repriced},
+        output_name="stripe_prices",
+        metadata={
+            "prices_created_with_products": stats.by_action.get("create", 0),
+            "prices_replaced": repriced,
+        },
+    )
+
+
+@dg.asset(kinds={"markdown"}, **_partitioned)
+def migration_report(
+    catalog_plan: list[PlannedAction],
+    stripe_products: applying.ApplyStats,
+) -> dg.MaterializeResult:
+    """What the run did, as a Markdown report and as numbers the UI plots run over run: created,
+    updated, repriced, archived, unchanged, failed with reasons, API calls, retries, 429s,
+    duration and products per second."""
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.md(render_report(catalog_plan, stripe_products)),
+            **report_metadata(catalog_plan, stripe_products),
+        }
+    )

@@ -1,0 +1,130 @@
+"""Verification of a migration against the CMS and against Stripe, after the fact.
+
+These checks query both systems again rather than trusting what the run reported, so they also
+catch drift made outside the migration. They are blocking: a failure means the data is wrong.
+"""
+
+from collections import Counter
+
+import dagster as dg
+
+from stripe_migration.catalog.partitions import catalog_partitions, partition_buckets
+from stripe_migration.catalog.plan import Action, plan_product
+from stripe_migration.catalog.schema import validate_products
+from stripe_migration.catalog.stripe_state import fetch_stripe_state, plain
+from stripe_migration.resources.stripe_api import StripeResource
+from stripe_migration.resources.supabase_db import SupabaseResource
+
+_ASSET = dg.AssetKey("stripe_products")
+#: Most offending rows shown in a check's metadata.
+MAX_LISTED = 50
+
+
+def _spec(name: str, description: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name,
+        asset=_ASSET,
+        blocking=True,
+        description=description,
+        partitions_def=catalog_partitions,
+    )
+
+
+def _table(rows: list[dict[str, str]]) -> dg.MetadataValue:
+    columns = list(rows[0]) if rows else ["cms_id", "problem"]
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(row) for row in rows[:MAX_LISTED]],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]),
+    )
+
+
+@dg.multi_asset_check(
+    specs=[
+        _spec(
+            "every_valid_product_has_stripe_ids",
+            "Every active CMS row that did not fail has a Stripe product id and price id.",
+        ),
+        _spec(
+            "stripe_matches_cms",
+            "Every synced Stripe product has the CMS's name, description, images, active flag and "
+            "metadata (with the CMS id), and its default price the CMS amount and currency.",
+        ),
+        _spec(
+            "one_stripe_product_per_cms_id",
+            "No two Stripe products carry the same CMS id.",
+        ),
+    ],
+)
+def catalog_verification(
+    context: dg.AssetCheckExecutionContext, stripe: StripeResource, supabase: SupabaseResource
+):
+    """Re-read the partitions' CMS rows and their Stripe products, and compare them."""
+    buckets = partition_buckets(context.partition_keys)
+    rows = supabase.get_client().read_table(
+        "products", "*", filters=[("sync_partition", "in", buckets)]
+    )
+
+    missing = [
+        {
+            "cms_id": str(r["id"]),
+            "problem": "no Stripe product id"
+            if not r["stripe_product_id"]
+            else "no Stripe price id",
+        }
+        for r in rows
+        if r["active"]
+        and r["sync_status"] != "failed"
+        and not (r["stripe_product_id"] and r["stripe_price_id"])
+    ]
+    yield dg.AssetCheckResult(
+        check_name="every_valid_product_has_stripe_ids",
+        passed=not missing,
+        metadata={
+            "rows_checked": len(rows),
+            "rows_missing_ids": len(missing),
+            "rows": _table(missing),
+        },
+    )
+
+    synced = [
+        r for r in rows if r["sync_status"] in ("synced", "archived") and r["stripe_product_id"]
+    ]
+    validated = validate_products(synced).valid.to_dict("records")
+    api = stripe.get_client()
+    state = fetch_stripe_state(api, validated)
+    mismatches = []
+    for product in validated:
+        planned = plan_product(product, state.get(str(product["id"])), resync=True)
+        if planned.action is not Action.UNCHANGED:
+            mismatches.append({"cms_id": str(product["id"]), "problem": "; ".join(planned.reasons)})
+    yield dg.AssetCheckResult(
+        check_name="stripe_matches_cms",
+        passed=not mismatches,
+        metadata={
+            "products_compared": len(validated),
+            "mismatches": len(mismatches),
+            "rows": _table(mismatches),
+        },
+    )
+
+    cms_ids = {str(r["id"]) for r in rows}
+    listed = (plain(product) for product in api.list_products(limit=100))
+    owners = Counter(
+        product["metadata"].get("cms_id")
+        for product in listed
+        if product["metadata"].get("cms_id") in cms_ids
+    )
+    duplicates = [
+        {"cms_id": cms_id, "problem": f"{n} Stripe products"}
+        for cms_id, n in owners.items()
+        if n > 1
+    ]
+    yield dg.AssetCheckResult(
+        check_name="one_stripe_product_per_cms_id",
+        passed=not duplicates,
+        metadata={
+            "stripe_products_with_cms_ids": sum(owners.values()),
+            "duplicated_cms_ids": len(duplicates),
+            "rows": _table(duplicates),
+        },
+    )

@@ -1,0 +1,23 @@
+"""The catalogue's partitions: stable hash buckets of the product id.
+
+Each bucket is a checkpoint visible in the Dagster UI; a backfill over all of them with the
+force-resync tag is the forced resync; a failed bucket can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from stripe_migration.settings import CATALOG_PARTITION_COUNT
+
+catalog_partitions = dg.StaticPartitionsDefinition(
+    [f"{bucket:02d}" for bucket in range(CATALOG_PARTITION_COUNT)]
+)
+
+#: A backfill over many buckets runs as ONE run (one process), not one process per bucket.
+catalog_backfill_policy = dg.BackfillPolicy.single_run()
+
+
+def partition_buckets(partition_keys: list[str] | tuple[str, ...]) -> list[int]:
+    """The ``products.sync_partition`` values of the given partition keys."""
+    return sorted(int(key) for key in partition_keys)

@@ -1,0 +1,67 @@
+"""The migration report: what a run did, in Markdown for people and in numbers for the UI's plots."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from stripe_migration.catalog.apply import ApplyStats
+from stripe_migration.catalog.plan import Action, PlannedAction, summarize
+
+#: Most failure reasons listed in the Markdown report (all are in Supabase's sync_error column).
+MAX_LISTED_FAILURES = 50
+
+
+def report_metadata(plan: Sequence[PlannedAction], stats: ApplyStats) -> dict[str, float | int]:
+    """The run's figures as flat numbers (Dagster plots numeric metadata across runs)."""
+    planned = summarize(plan)
+    applied = stats.by_action
+    return {
+        "created": applied.get(Action.CREATE.value, 0),
+        "updated": applied.get(Action.UPDATE.value, 0)
+        + applied.get(Action.UPDATE_AND_REPRICE.value, 0),
+        "repriced": applied.get(Action.REPRICE.value, 0)
+        + applied.get(Action.UPDATE_AND_REPRICE.value, 0),
+        "archived": applied.get(Action.ARCHIVE.value, 0),
+        "unchanged": planned[Action.UNCHANGED.value],
+        "invalid": planned[Action.INVALID.value],
+        "failed": stats.failed,
+        "api_calls": int(stats.api.get("stripe_requests", 0)),
+        "retries": int(stats.api.get("stripe_retries", 0)),
+        "rate_limited_429s": int(stats.api.get("stripe_429s", 0)),
+        "duration_s": round(stats.seconds, 3),
+        "products_per_second": round(stats.products_per_second, 2),
+    }
+
+
+def _failure_reasons(stats: ApplyStats) -> list[tuple[str, int]]:
+    """Failure reasons grouped by field (the text before the first colon), most frequent first."""
+    kinds = Counter(reason.split(":", 1)[0].strip() or "unknown" for _, reason in stats.failures)
+    return kinds.most_common()
+
+
+def render_report(plan: Sequence[PlannedAction], stats: ApplyStats) -> str:
+    """A Markdown report of one migration run."""
+    figures = report_metadata(plan, stats)
+    lines = [
+        "# Catalogue migration report",
+        "",
+        "| | |",
+        "|---|---:|",
+        *(f"| {name.replace('_', ' ')} | {value} |" for name, value in figures.items()),
+        "",
+    ]
+    if stats.failures:
+        lines += ["## Failed products", "", "| by field | rows |", "|---|---:|"]
+        lines += [f"| {kind} | {count} |" for kind, count in _failure_reasons(stats)]
+        lines += ["", "| cms id | reason |", "|---|---|"]
+        for cms_id, reason in stats.failures[:MAX_LISTED_FAILURES]:
+            lines.append(f"| {cms_id} | {reason.replace('|', '/')} |")
+        if len(stats.failures) > MAX_LISTED_FAILURES:
+            lines.append(
+                f"\n…and {len(stats.failures) - MAX_LISTED_FAILURES} more: every failed row "
+                "carries its reason in `products.sync_error`."
+            )
+    else:
+        lines.append("No product failed.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,69 @@
+"""What Stripe actually holds for a set of CMS products: the input of a forced resync.
+
+Products are looked up by id, never by search (Stripe's search index lags by up to a minute): the
+id recorded in the CMS row and the custom id the migration gives every product it creates, 100 ids
+per list call, with the default price expanded in the same call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+from stripe_migration.catalog.plan import StripeProductState
+from stripe_migration.catalog.stripe_payloads import custom_product_id
+
+#: Stripe's largest page, and the most ids one list call may filter on.
+LIST_PAGE_SIZE = 100
+
+
+class StripeReader(Protocol):
+    """The Stripe call a resync needs (implemented by the StripeResource's API wrapper)."""
+
+    def list_products(self, **params: Any) -> Iterator[Mapping[str, Any]]: ...
+
+
+def plain(obj: Any) -> dict[str, Any]:
+    """A Stripe object as a plain (recursive) dict; stripe-python's objects are not dicts."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return dict(obj)
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def fetch_stripe_state(
+    api: StripeReader, rows: Iterable[Mapping[str, Any]]
+) -> dict[str, StripeProductState]:
+    """Stripe's state of each CMS row (by CMS id) that has a product in Stripe.
+
+    ``rows`` need ``id`` and ``stripe_product_id``. A row whose recorded product is gone but whose
+    custom-id product exists maps to the latter.
+    """
+    candidates: dict[str, list[str]] = {}  # Stripe product id -> CMS ids that may own it
+    order: dict[str, list[str]] = {}  # CMS id -> its candidate product ids, preferred first
+    for row in rows:
+        cms_id = str(row["id"])
+        recorded = row.get("stripe_product_id")
+        ids = [i for i in (recorded, custom_product_id(cms_id)) if isinstance(i, str) and i]
+        order[cms_id] = list(dict.fromkeys(ids))
+        for product_id in order[cms_id]:
+            candidates.setdefault(product_id, []).append(cms_id)
+
+    found: dict[str, Mapping[str, Any]] = {}
+    for chunk in _chunks(sorted(candidates), LIST_PAGE_SIZE):
+        for product in api.list_products(
+            ids=chunk, limit=LIST_PAGE_SIZE, expand=["data.default_price"]
+        ):
+            found[product["id"]] = plain(product)
+
+    state: dict[str, StripeProductState] = {}
+    for cms_id, product_ids in order.items():
+        for product_id in product_ids:
+            if product_id in found:
+                state[cms_id] = StripeProductState.from_stripe(found[product_id])
+                break
+    return state

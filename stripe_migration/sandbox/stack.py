@@ -1,0 +1,180 @@
+"""The whole local stack at once: embedded PostgreSQL, the Supabase gateway, the Stripe emulator.
+
+``sandbox_up`` starts the three on free loopback ports (PostgreSQL on a Unix socket) as processes
+that outlive the command, writes their addresses and fresh random keys to ``<dir>/.env`` (the file
+Dagster's CLI and ours read), and records their pids in ``<dir>/.sandbox/state.json`` so that
+``sandbox_down`` stops exactly them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from stripe_migration.db import migrations
+from stripe_migration.sandbox.postgres import start_local_postgres, stop_local_postgres
+
+STATE_DIR_NAME = ".sandbox"
+APP_DATABASE = "supabase"
+DAGSTER_DATABASE = "dagster"
+
+#: Settings the stack writes to .env, in the order written.
+ENV_KEYS = (
+    "SUPABASE_URL",
+    "SUPABASE_SERVICE_ROLE_KEY",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_API_BASE",
+    "STRIPE_WEBHOOK_SECRET",
+    "DATABASE_URL",
+    "DAGSTER_PG_URL",
+)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot start or stop; the message says why."""
+
+
+@dataclass
+class SandboxState:
+    """What ``sandbox up`` started: pids to stop and the settings it wrote."""
+
+    directory: str
+    postgres_data_dir: str
+    postgres_pid: int
+    gateway_pid: int
+    emulator_pid: int
+    env: dict[str, str]
+
+    @property
+    def pids(self) -> list[int]:
+        """Every process of the stack."""
+        return [self.gateway_pid, self.emulator_pid, self.postgres_pid]
+
+
+def _state_path(directory: Path) -> Path:
+    return directory / STATE_DIR_NAME / "state.json"
+
+
+def _alive(pid: int) -> bool:
+    # A child of ours that exited stays a zombie (and answers kill 0) until it is reaped.
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_state(directory: Path | str) -> SandboxState | None:
+    """The state of the sandbox in ``directory``, or None when none was started there."""
+    path = _state_path(Path(directory).resolve())
+    if not path.exists():
+        return None
+    return SandboxState(**json.loads(path.read_text()))
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    """Write (or update) ``path`` with ``env``, keeping any other lines a user put there."""
+    kept: list[str] = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name = line.split("=", 1)[0].strip()
+            if name not in env:
+                kept.append(line)
+    lines = [*kept, *(f"{key}={env[key]}" for key in ENV_KEYS if key in env)]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # it holds keys
+
+
+def sandbox_up(directory: Path | str = ".", env_file: Path | str | None = None) -> SandboxState:
+    """Start the stack for ``directory`` (or reuse the running one) and write its ``.env``."""
+    from stripe_migration.sandbox.stripe_emulator.server import start_emulator
+    from stripe_migration.sandbox.supabase_gateway.server import start_gateway
+
+    directory = Path(directory).resolve()
+    env_path = Path(env_file) if env_file else directory / ".env"
+    existing = read_state(directory)
+    if existing and all(_alive(pid) for pid in existing.pids):
+        write_env_file(env_path, existing.env)
+        return existing
+    if existing:  # half dead: stop what is left before starting anew
+        sandbox_down(directory)
+
+    state_dir = directory / STATE_DIR_NAME
+    state_dir.mkdir(parents=True, exist_ok=True)
+    pg = start_local_postgres(state_dir / "pg")
+    started: list[int] = []
+    try:
+        app_url = pg.create_database(APP_DATABASE)
+        dagster_url = pg.create_database(DAGSTER_DATABASE)
+        migrations.upgrade(app_url)
+
+        service_role_key = "sb_secret_" + secrets.token_urlsafe(32)
+        stripe_key = "sk_test_" + secrets.token_urlsafe(32)
+        webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+
+        gateway = start_gateway(app_url, service_role_key, log_path=state_dir / "gateway.log")
+        started.append(gateway.pid)
+        emulator = start_emulator(secret_keys=[stripe_key], webhook_secret=webhook_secret)
+        started.append(emulator.pid)
+    except BaseException:
+        for pid in started:
+            _stop_process_group(pid)
+        stop_local_postgres(pg.data_dir)
+        raise
+
+    state = SandboxState(
+        directory=str(directory),
+        postgres_data_dir=str(pg.data_dir),
+        postgres_pid=pg.pid,
+        gateway_pid=gateway.pid,
+        emulator_pid=emulator.pid,
+        env={
+            "SUPABASE_URL": gateway.url,
+            "SUPABASE_SERVICE_ROLE_KEY": service_role_key,
+            "STRIPE_SECRET_KEY": stripe_key,
+            "STRIPE_API_BASE": emulator.url,
+            "STRIPE_WEBHOOK_SECRET": webhook_secret,
+            "DATABASE_URL": app_url,
+            "DAGSTER_PG_URL": dagster_url,
+        },
+    )
+    _state_path(directory).write_text(json.dumps(asdict(state), indent=2))
+    _state_path(directory).chmod(0o600)
+    write_env_file(env_path, state.env)
+    return state
+
+
+def _stop_process_group(pid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM the process group led by ``pid`` (each service runs in its own session), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def sandbox_down(directory: Path | str = ".") -> bool:
+    """Stop the stack started for ``directory``. Return whether there was one."""
+    directory = Path(directory).resolve()
+    state = read_state(directory)
+    if state is None:
+        return False
+    for pid in (state.gateway_pid, state.emulator_pid):
+        _stop_process_group(pid)
+    stop_local_postgres(state.postgres_data_dir)
+    _state_path(directory).unlink()
+    return True
