@@ -85,7 +85,9 @@ def test_changes_make_exactly_those_updates_and_deactivate_old_prices(migration)
     migration.execute(
         "UPDATE products SET name = name || ' (2027)' WHERE id = ANY(%s::uuid[])", (renamed,)
     )
-    migration.execute("UPDATE products SET price = '4321.00' WHERE id = ANY(%s::uuid[])", (repriced,))
+    migration.execute(
+        "UPDATE products SET price = '4321.00' WHERE id = ANY(%s::uuid[])", (repriced,)
+    )
     writes = migration.writes()
 
     result = migration.run()
