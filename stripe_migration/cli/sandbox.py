@@ -1,0 +1,74 @@
+"""`stripe-migration sandbox ...`: the local stack (embedded PostgreSQL, gateway, emulator)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from stripe_migration.cli import database_url as _database_url
+from stripe_migration.cli import database_url_option as _db_url_option
+from stripe_migration.cli import main
+from stripe_migration.db.urls import redact
+
+
+@main.group()
+def sandbox() -> None:
+    """The local stack: embedded PostgreSQL, a Supabase gateway and a Stripe emulator."""
+
+
+_dir_option = click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the stack's state and its .env file.",
+)
+
+
+@sandbox.command("up")
+@_dir_option
+def sandbox_up_command(directory: str) -> None:
+    """Start the stack on free loopback ports and write DIR/.env with its settings."""
+    from stripe_migration.sandbox.stack import SandboxError, sandbox_up
+
+    try:
+        state = sandbox_up(directory)
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"sandbox up: Supabase gateway {state.env['SUPABASE_URL']}, "
+        f"Stripe emulator {state.env['STRIPE_API_BASE']}, "
+        f"PostgreSQL {redact(state.env['DATABASE_URL'])}"
+    )
+    click.echo(f"settings written to {os.path.join(state.directory, '.env')}")
+
+
+@sandbox.command("down")
+@_dir_option
+def sandbox_down_command(directory: str) -> None:
+    """Stop the stack started for DIR."""
+    from stripe_migration.sandbox.stack import sandbox_down
+
+    if sandbox_down(directory):
+        click.echo("sandbox stopped")
+    else:
+        click.echo("no sandbox running for this folder")
+
+
+@sandbox.command("seed")
+@_db_url_option
+@click.option("--products", default=500, show_default=True, help="How many products to add.")
+@click.option("--seed", "random_seed", default=7, show_default=True, help="Random seed.")
+@click.option("--bad-fraction", default=0.04, show_default=True, help="Share of bad rows.")
+def sandbox_seed_command(
+    database_url: str | None, products: int, random_seed: int, bad_fraction: float
+) -> None:
+    """Fill the catalogue with realistic products, a few percent of them bad as CMS rows go."""
+    from stripe_migration.sandbox.sample_data import generate_products, insert_products
+
+    url = _database_url(database_url)
+    rows = generate_products(products, seed=random_seed, bad_fraction=bad_fraction)
+    inserted = insert_products(url, rows)
+    click.echo(f"seeded {inserted} products into {redact(url)}")
