@@ -18,10 +18,9 @@ Stripe's search index lags by up to a minute, so nothing here relies on search.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -115,9 +114,9 @@ class ApplyStats:
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, stripe.StripeError):
         error = exc.error
-        param = f" (param {error.param})" if error is not None and error.param else ""
+        param = getattr(exc, "param", None) or (error.param if error is not None else None)
         message = exc.user_message or str(exc)
-        return f"Stripe refused: {message}{param}"
+        return f"Stripe refused: {message}" + (f" (param {param})" if param else "")
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -276,11 +275,6 @@ def bookkeeping_results(plan: Sequence[PlannedAction]) -> list[SyncResult]:
     ]
 
 
-def _batches(items: Sequence[PlannedAction], size: int) -> Iterator[Sequence[PlannedAction]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def apply_plan(
     api: StripeWriter,
     plan: Sequence[PlannedAction],
@@ -292,48 +286,76 @@ def apply_plan(
     progress: Callable[[ApplyStats], None] | None = None,
     progress_interval_s: float = 5.0,
 ) -> ApplyStats:
-    """Apply every write action of ``plan``; checkpoint after each batch; return the counts.
+    """Apply every write action of ``plan``, checkpointing every ``batch_size`` results.
 
-    Invalid and unchanged rows are checkpointed first (no Stripe call). A :class:`FatalApplyError`
-    stops the run after checkpointing what the batch in flight finished.
+    Invalid and unchanged rows are checkpointed first (no Stripe call). Calls run on ``workers``
+    threads with a sliding window (no barrier between batches, so the rate limiter, not the
+    slowest call of a batch, sets the pace). A refusal of one product is recorded as its failure;
+    an error that stops every product (a bad key, live mode refused, Stripe still failing after
+    its retries) stops submitting, checkpoints what finished, and raises :class:`FatalApplyError`:
+    the next run resumes from there.
     """
     started = time.monotonic()
     writes = [item for item in plan if item.writes > 0]
     stats = ApplyStats(total=len(writes))
     bookkeeping = bookkeeping_results(plan)
-    for start in range(0, len(bookkeeping), max(batch_size, 500)):
-        checkpoint(bookkeeping[start : start + max(batch_size, 500)])
+    chunk = max(batch_size, 500)
+    for start in range(0, len(bookkeeping), chunk):
+        checkpoint(bookkeeping[start : start + chunk])
     stats.failed = sum(1 for r in bookkeeping if r.sync_status == "failed")
     stats.failures = [(r.id, r.sync_error or "") for r in bookkeeping if r.sync_status == "failed"]
 
-    lock = threading.Lock()
+    finished: list[SyncResult] = []
     last_report = time.monotonic()
+
+    def flush() -> None:
+        nonlocal last_report
+        if not finished:
+            return
+        checkpoint(list(finished))
+        stats.batches += 1
+        for result in finished:
+            stats.done += 1
+            stats.by_action[result.action] = stats.by_action.get(result.action, 0) + 1
+            if result.sync_status == "failed":
+                stats.failed += 1
+                stats.failures.append((result.id, result.sync_error or ""))
+        finished.clear()
+        stats.seconds = time.monotonic() - started
+        if progress and time.monotonic() - last_report >= progress_interval_s:
+            progress(stats)
+            last_report = time.monotonic()
+
+    fatal: FatalApplyError | None = None
+    queue = iter(writes)
+    window = max(1, workers) * 2
+    pending: set[Future[SyncResult]] = set()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="stripe-apply") as pool:
-        for batch in _batches(writes, max(1, batch_size)):
-            futures = [pool.submit(apply_one, api, item, run_id) for item in batch]
-            results: list[SyncResult] = []
-            fatal: BaseException | None = None
-            for future in futures:
+        while True:
+            while fatal is None and len(pending) < window:
+                item = next(queue, None)
+                if item is None:
+                    break
+                pending.add(pool.submit(apply_one, api, item, run_id))
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
                 try:
-                    results.append(future.result())
+                    finished.append(future.result())
                 except FatalApplyError as exc:
                     fatal = fatal or exc
-            checkpoint(results)
-            with lock:
-                stats.batches += 1
-                for result in results:
-                    stats.done += 1
-                    stats.by_action[result.action] = stats.by_action.get(result.action, 0) + 1
-                    if result.sync_status == "failed":
-                        stats.failed += 1
-                        stats.failures.append((result.id, result.sync_error or ""))
-                stats.seconds = time.monotonic() - started
-            if fatal is not None:
-                raise fatal
-            if progress and time.monotonic() - last_report >= progress_interval_s:
-                progress(stats)
-                last_report = time.monotonic()
+                except Exception as exc:  # retries exhausted: Stripe is down for every product
+                    fatal = fatal or FatalApplyError(
+                        f"stopped: a Stripe call still failed after its retries ({_error_text(exc)}); "
+                        "the work done so far is checkpointed, run the migration again to resume"
+                    )
+            if len(finished) >= batch_size:
+                flush()
+    flush()
     stats.seconds = time.monotonic() - started
     if progress:
         progress(stats)
+    if fatal is not None:
+        raise fatal
     return stats

@@ -297,16 +297,19 @@ def stripe_catalog(
             f"{stats.failed} failed"
         )
 
-    stats = applying.apply_plan(
-        api,
-        catalog_plan,
-        checkpoint,
-        run_id=context.run_id,
-        batch_size=config.batch_size,
-        workers=config.workers,
-        progress=progress,
-        progress_interval_s=PROGRESS_LOG_INTERVAL_S,
-    )
+    try:
+        stats = applying.apply_plan(
+            api,
+            catalog_plan,
+            checkpoint,
+            run_id=context.run_id,
+            batch_size=config.batch_size,
+            workers=config.workers,
+            progress=progress,
+            progress_interval_s=PROGRESS_LOG_INTERVAL_S,
+        )
+    except applying.FatalApplyError as exc:
+        raise dg.Failure(description=str(exc), metadata=api.stats_metadata()) from None
     api_stats = api.stats_metadata()
     stats.api = dict(api_stats)
     by_action = {

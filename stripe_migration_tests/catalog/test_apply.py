@@ -1,0 +1,77 @@
+"""apply_plan's batching and stopping rules, with an in-memory Stripe (pure logic, no servers)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import stripe
+
+from stripe_migration.catalog.apply import FatalApplyError, apply_plan
+from stripe_migration.catalog.plan import build_plan
+from stripe_migration.catalog.schema import validate_products
+from stripe_migration.sandbox.sample_data import generate_products
+
+
+class MemoryStripe:
+    """Creates products in a dict; fails every call after ``fail_after`` creates if set."""
+
+    def __init__(self, fail_after: int | None = None, error: Exception | None = None) -> None:
+        self.products: dict[str, dict[str, Any]] = {}
+        self.fail_after = fail_after
+        self.error = error or stripe.APIConnectionError("connection refused")
+        self.lock = threading.Lock()
+
+    def create_product(self, params: dict, *, idempotency_key: str) -> dict:
+        with self.lock:
+            if self.fail_after is not None and len(self.products) >= self.fail_after:
+                raise self.error
+            product = {**params, "default_price": f"price_{params['id']}"}
+            self.products[params["id"]] = product
+            return product
+
+    def update_product(self, *args: Any, **kwargs: Any) -> dict:
+        raise AssertionError("no update expected")
+
+    retrieve_product = create_price = update_price = update_product
+
+
+def _plan(n: int):
+    rows = generate_products(n, seed=3, bad_fraction=0.0)
+    result = validate_products(rows)
+    return build_plan(result.valid, result.invalid)
+
+
+def test_checkpoints_every_batch_and_records_every_create() -> None:
+    plan = _plan(45)
+    batches: list[list] = []
+    stats = apply_plan(MemoryStripe(), plan, batches.append, run_id="r1", batch_size=10, workers=4)
+    recorded = [r for batch in batches for r in batch]
+    assert stats.done == len(plan) == len(recorded)
+    assert all(len(batch) <= 10 + 8 for batch in batches)  # a batch plus the window in flight
+    assert {r.sync_status for r in recorded} == {"synced"}
+    assert len({r.stripe_product_id for r in recorded}) == len(plan)
+
+
+def test_exhausted_retries_stop_the_run_after_checkpointing_what_finished() -> None:
+    plan = _plan(60)
+    api = MemoryStripe(fail_after=25)
+    batches: list[list] = []
+    with pytest.raises(FatalApplyError, match="run the migration again to resume"):
+        apply_plan(api, plan, batches.append, run_id="r1", batch_size=10, workers=4)
+    recorded = {r.stripe_product_id for batch in batches for r in batch}
+    # Every product Stripe holds is recorded, so the next run has nothing to redo or adopt.
+    assert recorded == set(api.products)
+    assert len(recorded) == 25
+
+
+def test_a_refused_product_is_its_own_failure_not_the_runs() -> None:
+    plan = _plan(10)
+    api = MemoryStripe(
+        fail_after=0, error=stripe.InvalidRequestError("Invalid image URL", param="images")
+    )
+    batches: list[list] = []
+    stats = apply_plan(api, plan, batches.append, run_id="r1", batch_size=5, workers=2)
+    assert stats.failed == 10
+    assert all("Invalid image URL" in reason and "images" in reason for _, reason in stats.failures)
