@@ -457,6 +457,85 @@ def dead_events(
         return [DeadEvent(**row) for row in cur.fetchall()]
 
 
+def ready_events(
+    conn: psycopg.Connection, max_attempts: int, retry_delay_s: int, limit: int
+) -> list[tuple[str, int]]:
+    """The events :func:`claim_batch` would take now, in its order, as ``(event_id, attempts)``.
+
+    At most ``limit`` of them; read without locking, so a claim may take a different set.
+    """
+    _check_positive(max_attempts=max_attempts, limit=limit)
+    rows = conn.execute(
+        f"""
+        SELECT e.event_id, e.processing_attempts FROM stripe_events e
+        WHERE {_PENDING}
+        ORDER BY e.created_at, e.received_at, e.id
+        LIMIT %(limit)s
+        """,
+        {"max_attempts": max_attempts, "retry_delay_s": retry_delay_s, "limit": limit},
+    ).fetchall()
+    return [(row[0], int(row[1])) for row in rows]
+
+
+def reprocess_dead_events(
+    conn: psycopg.Connection,
+    max_attempts: int,
+    retry_delay_s: int = _DEFAULTS.retry_delay_s,
+    event_ids: Sequence[str] | None = None,
+) -> list[str]:
+    """Give dead events (all of them, or those of ``event_ids``) a fresh set of attempts.
+
+    Their attempt rows move into ``metadata.reprocessed`` (a list with one ``{"at", "attempts"}``
+    entry per reprocessing), because attempt numbers restart at 1; ``processing_attempts`` goes
+    back to 0, so the next claim takes them. Return the ids reset, oldest first; an id that is not
+    dead (processed, attempts left, or unknown) is left alone. Commits on return.
+    """
+    _check_positive(max_attempts=max_attempts)
+    with conn.transaction():
+        ids = [
+            row[0]
+            for row in conn.execute(
+                """
+                SELECT e.event_id FROM stripe_events e
+                WHERE e.processed_at IS NULL
+                  AND e.processing_attempts >= %(max_attempts)s
+                  AND (%(ids)s::text[] IS NULL OR e.event_id = ANY(%(ids)s::text[]))
+                  AND NOT EXISTS (
+                      SELECT 1 FROM stripe_event_processing p
+                      WHERE p.event_id = e.event_id AND p.status = 'started'
+                        AND p.started_at > now() - make_interval(secs => %(retry_delay_s)s))
+                ORDER BY e.created_at, e.event_id
+                FOR UPDATE OF e
+                """,
+                {
+                    "max_attempts": max_attempts,
+                    "retry_delay_s": retry_delay_s,
+                    "ids": None if event_ids is None else list(event_ids),
+                },
+            )
+        ]
+        if not ids:
+            return []
+        conn.execute(
+            """
+            UPDATE stripe_events e
+            SET processing_attempts = 0,
+                metadata = e.metadata || jsonb_build_object(
+                    'reprocessed',
+                    COALESCE(e.metadata -> 'reprocessed', '[]'::jsonb) || jsonb_build_array(
+                        jsonb_build_object('at', now(), 'attempts', COALESCE((
+                            SELECT jsonb_agg(to_jsonb(p) - 'id' - 'event_id'
+                                             ORDER BY p.attempt_number)
+                            FROM stripe_event_processing p WHERE p.event_id = e.event_id
+                        ), '[]'::jsonb))))
+            WHERE e.event_id = ANY(%s)
+            """,
+            (ids,),
+        )
+        conn.execute("DELETE FROM stripe_event_processing WHERE event_id = ANY(%s)", (ids,))
+    return ids
+
+
 def archive_events(
     conn: psycopg.Connection,
     retention_days: int,

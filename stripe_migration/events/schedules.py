@@ -1,0 +1,36 @@
+"""The events' schedules: archival once a day, gap filling every hour (times in UTC)."""
+
+import dagster as dg
+
+from stripe_migration.events.jobs import archive_stripe_events, fill_stripe_event_gaps
+from stripe_migration.resources.events_db import EventsDatabaseResource
+
+#: 03:30 UTC, away from midnight when other daily jobs tend to start.
+ARCHIVE_CRON = "30 3 * * *"
+#: Minute 20 of every hour; the gap fill overlaps the previous hour (see gap_fill.py).
+GAP_FILL_CRON = "20 * * * *"
+
+
+@dg.schedule(
+    job=archive_stripe_events,
+    cron_schedule=ARCHIVE_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def stripe_events_archive_daily(
+    context: dg.ScheduleEvaluationContext, events_db: EventsDatabaseResource
+) -> dg.RunRequest | dg.SkipReason:
+    """Materialize stripe_events_archive once a day, unless archive_enabled is off."""
+    if not events_db.archive_enabled:
+        return dg.SkipReason("archival is switched off (STRIPE_EVENTS_ARCHIVE_ENABLED=false)")
+    return dg.RunRequest()
+
+
+stripe_event_gaps_hourly = dg.ScheduleDefinition(
+    name="stripe_event_gaps_hourly",
+    job=fill_stripe_event_gaps,
+    cron_schedule=GAP_FILL_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Store events Stripe has that the receiver missed, every hour.",
+)
