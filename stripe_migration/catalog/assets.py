@@ -121,7 +121,9 @@ def supabase_products(context: dg.AssetExecutionContext, supabase: SupabaseResou
     db = supabase.get_client()
     started = time.monotonic()
     rows = db.read_table("products", PRODUCT_COLUMNS, filters=filters)
-    frame = pd.DataFrame(rows, columns=list(PRODUCT_COLUMNS))
+    # dtype=object keeps each value as the JSON gave it: a nullable integer column stays ints and
+    # None instead of floats and NaN, so the backup restores exactly what was read.
+    frame = pd.DataFrame(rows, columns=list(PRODUCT_COLUMNS), dtype=object)
     return dg.Output(
         frame,
         metadata={

@@ -37,7 +37,7 @@ def main() -> None:
 
 def _register() -> None:
     # Imported here so each command module can import `main` and the helpers above.
-    from stripe_migration.cli import db, sandbox  # noqa: F401
+    from stripe_migration.cli import db, demo, migrate, sandbox, webhook  # noqa: F401
 
 
 _register()

