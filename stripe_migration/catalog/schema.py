@@ -20,7 +20,8 @@ Field                         Limit      Source
 name                          5,000      ``POST /v1/products`` ``name.maxLength``
 description                   40,000     ``POST /v1/products`` ``description.maxLength``
 images                        8 URLs     ``images`` description ("up to 8 URLs")
-each image URL                5,000      ``product.images.items.maxLength``; absolute http(s) only
+each image URL                5,000      ``product.images.items.maxLength``; absolute http(s) only,
+                                         lower-case scheme, a dot in the host (Stripe's URL check)
 metadata keys                 50         Stripe metadata docs (``cms_id`` counts as one)
 metadata key length           40         Stripe metadata docs; no ``[`` or ``]``
 metadata value length         500        ``product.metadata.additionalProperties.maxLength``
@@ -404,6 +405,10 @@ def _image_problem(url: str) -> str | None:
         return f"{_quote(url)} is not a valid URL"
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc or not parts.hostname:
         return f"{_quote(url)} is not an absolute http(s) URL"
+    # Stripe refuses the rest as "Not a valid URL": an upper-case scheme (urlsplit lower-cases
+    # it) or a host without a dot ("http://cdn/a.png", "http://[::1]/").
+    if not url.startswith(("http://", "https://")) or "." not in parts.netloc[1:]:
+        return f"{_quote(url)} is not a URL Stripe accepts (lower-case http(s), a dotted host)"
     return None
 
 

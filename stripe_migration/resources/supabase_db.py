@@ -18,12 +18,14 @@ event hook), which gives the per-step statistics and lets tests check how a read
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -148,6 +150,32 @@ def _error_message(table: str, status: int | None, err: APIError) -> str:
     if status == 400:
         return f"Supabase rejected the request on {what} (HTTP 400, {err.code}): {detail}"
     return f"Supabase request on {what} failed (HTTP {status}, {err.code}): {detail}"
+
+
+def _parse_int(text: str) -> int | Decimal:
+    # int() refuses more than 4300 digits (sys.get_int_max_str_digits); a jsonb number may have
+    # 131,072. Decimal has no such limit, and validation refuses the value with a reason.
+    return int(text) if len(text) <= 4000 else Decimal(text)
+
+
+def _decoded_rows(table: str, data: Any) -> list[dict[str, Any]]:
+    """The rows of a read. postgrest-py returns the body as text when ``json.loads`` fails, which
+    it does on a row holding a jsonb number too long for ``int()``: decode that text here."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data, parse_int=_parse_int)
+        except ValueError as exc:
+            raise SupabaseError(
+                f"Supabase answered a read of table {table!r} with a body that is not JSON "
+                f"({type(exc).__name__})",
+                table=table,
+            ) from None
+    if not isinstance(data, list):
+        raise SupabaseError(
+            f"Supabase answered a read of table {table!r} with {type(data).__name__}, not rows",
+            table=table,
+        )
+    return data
 
 
 class SupabaseDb:
@@ -289,7 +317,7 @@ class SupabaseDb:
             if last is not None:
                 query = query.gt(key, last)
             query = query.order(key).limit(size)
-            rows: list[dict[str, Any]] = self._execute(table, query.execute).data
+            rows = _decoded_rows(table, self._execute(table, query.execute).data)
             if not rows:
                 return
             self.stats.add(rows_read=len(rows))

@@ -61,9 +61,9 @@ def create_app(
     async def receive(request: Request) -> JSONResponse:
         declared = request.headers.get("content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if not (declared.isascii() and declared.isdigit()):
                 return _error(400, "invalid Content-Length header")
-            if int(declared) > max_body_bytes:
+            if len(declared) > 18 or int(declared) > max_body_bytes:
                 return _error(413, f"body larger than {max_body_bytes} bytes")
         body = bytearray()
         async for chunk in request.stream():

@@ -76,7 +76,8 @@ def parse_header(header: str | None) -> tuple[int, list[str]]:
         if not sep:
             continue
         if key == "t":
-            if not value.isdigit():
+            # ASCII only ("²".isdigit() is True), and short: int() refuses over 4300 digits.
+            if not (value.isascii() and value.isdigit()) or len(value) > 18:
                 raise SignatureError("Stripe-Signature header has a non-numeric timestamp")
             timestamp = int(value)
         elif key == _SCHEME and value:
@@ -111,7 +112,10 @@ def verify(
         expected = compute_signature(secret, timestamp, body)
         for candidate in signatures:
             # Keep looping after a match so the time taken does not depend on which one matched.
-            matched |= hmac.compare_digest(expected, candidate)
+            # Bytes: compare_digest raises TypeError on str with non-ASCII characters.
+            matched |= hmac.compare_digest(
+                expected.encode(), candidate.encode("utf-8", "surrogatepass")
+            )
     if not matched:
         raise SignatureError("no signature in the Stripe-Signature header matches the body")
     current = time.time() if now is None else now

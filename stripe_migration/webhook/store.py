@@ -8,6 +8,7 @@ moved to ``stripe_events_archive``, so a late redelivery of an archived event is
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from stripe_migration.db.urls import libpq_url
 
 _MAX_ID_CHARS = 255
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class MalformedEvent(ValueError):
@@ -51,7 +53,17 @@ def _check_text(event: Mapping[str, Any], field: str, where: str) -> str:
         )
     if len(value) > _MAX_ID_CHARS:
         raise MalformedEvent(f"{where}: field {field!r} is longer than {_MAX_ID_CHARS} characters")
+    _check_storable(value, field, where)
     return value
+
+
+def _check_storable(value: str, field: str, where: str) -> None:
+    """Refuse text PostgreSQL cannot hold: a NUL, or a lone surrogate (a JSON ``\\ud800`` escape),
+    which has no UTF-8 form."""
+    if "\x00" in value or _LONE_SURROGATE.search(value):
+        raise MalformedEvent(
+            f"{where}: field {field!r} holds a NUL or a lone surrogate, which cannot be stored"
+        )
 
 
 def record_from_mapping(
@@ -89,6 +101,8 @@ def record_from_mapping(
         raise MalformedEvent(
             f"{where}: field 'api_version' must be a string, got {api_version!r:.60}"
         )
+    if api_version is not None:
+        _check_storable(api_version, "api_version", where)
     if payload_json is None:
         try:
             payload_json = json.dumps(event, allow_nan=False, separators=(",", ":"))
@@ -112,6 +126,8 @@ def parse_event(body: bytes) -> StripeEventRecord:
         raise MalformedEvent(
             f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise MalformedEvent("body is nested too deeply to be a Stripe event") from None
     return record_from_mapping(decoded, payload_json=text)
 
 

@@ -199,7 +199,7 @@ def _empty(name: str) -> ApiError:
 
 
 def _is_indexed(value: Any) -> bool:
-    return isinstance(value, dict) and all(k.isdigit() for k in value)
+    return isinstance(value, dict) and all(k.isascii() and k.isdigit() for k in value)
 
 
 def _kind(value: Any) -> str:

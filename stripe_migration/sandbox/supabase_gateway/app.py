@@ -251,7 +251,7 @@ class Gateway:
         try:
             text = raw.decode("utf-8")
             return json.loads(text, parse_constant=_reject_constant), text
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
             raise errors.invalid_body("Empty or invalid json") from None
 
     @staticmethod

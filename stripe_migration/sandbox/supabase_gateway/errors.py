@@ -201,6 +201,10 @@ def from_database(exc: psycopg.Error) -> GatewayError:
         if isinstance(exc, psycopg.OperationalError):
             # No SQLSTATE: the connection failed or broke, not the statement.
             return GatewayError(503, "PGRST001", "Database client error. Retrying the connection.")
+        if isinstance(exc, psycopg.DataError):
+            # psycopg refuses a value before sending it (a NUL in text); PostgreSQL would answer
+            # 22021 for the same value, and PostgREST a 400.
+            return GatewayError(400, "22021", str(exc))
         return internal_error()
     diag = exc.diag
     message = diag.message_primary or str(exc)

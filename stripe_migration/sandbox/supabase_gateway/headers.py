@@ -55,7 +55,7 @@ def parse_prefer(headers: list[str]) -> Preferences:
             name, value = name.strip(), value.strip()
             if name in _PREFERENCES and value in _PREFERENCES[name]:
                 prefs.values[name] = value
-            elif name == "max-affected" and value.isdigit():
+            elif name == "max-affected" and value.isascii() and value.isdigit():
                 prefs.max_affected = int(value)
             elif name not in _IGNORED:
                 prefs.invalid.append(item)

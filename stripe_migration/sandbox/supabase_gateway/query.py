@@ -35,6 +35,9 @@ QUANTIFIABLE = {"eq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatc
 IS_VALUES = ("null", "not_null", "true", "false", "unknown")
 RESERVED = {"select", "order", "limit", "offset", "columns", "on_conflict"}
 LOGIC_KEYS = {"and", "or", "not.and", "not.or"}
+#: Deeper ``and``/``or`` nesting is a 400: each level costs Python stack frames when the SQL is
+#: composed, and a few hundred levels would overflow it (PostgreSQL would refuse soon after).
+MAX_LOGIC_DEPTH = 64
 
 _OPERATOR_LIST = ", ".join(OPERATORS)
 # Unquoted identifiers: letters, digits, underscore, dollar and spaces; '-' unless it starts '->'.
@@ -309,7 +312,9 @@ def parse_logic(key: str, raw: str) -> Logic:
     return _logic_body(op, raw, negate)
 
 
-def _logic_body(op: str, raw: str, negate: bool) -> Logic:
+def _logic_body(op: str, raw: str, negate: bool, depth: int = 1) -> Logic:
+    if depth > MAX_LOGIC_DEPTH:
+        raise QueryError(f"logic trees nest at most {MAX_LOGIC_DEPTH} levels deep")
     if not (raw.startswith("(") and raw.endswith(")")):
         raise QueryError(f'expected "(" and ")" around the conditions of "{op}"')
     children: list[Filter | Logic] = []
@@ -318,7 +323,9 @@ def _logic_body(op: str, raw: str, negate: bool) -> Logic:
         match = re.match(r"(not\.)?(and|or)\(", item)
         if match:
             children.append(
-                _logic_body(match.group(2), item[match.end() - 1 :], bool(match.group(1)))
+                _logic_body(
+                    match.group(2), item[match.end() - 1 :], bool(match.group(1)), depth + 1
+                )
             )
             continue
         scanner = _Scanner(item)

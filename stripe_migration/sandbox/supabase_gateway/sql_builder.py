@@ -9,6 +9,7 @@ timestamps, numerics and JSON is PostgreSQL's own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,8 @@ CASTS = {
 _COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _PATTERNS = {"like": "LIKE", "ilike": "ILIKE", "match": "~", "imatch": "~*"}
 _CONTAINMENT = {"cs": "@>", "cd": "<@", "ov": "&&"}
+# A JSON path key that is an array index (str.isdigit() would also take "²", which int() refuses).
+_ARRAY_INDEX = re.compile(r"-?[0-9]{1,9}")
 _IS = {
     "null": "IS NULL",
     "not_null": "IS NOT NULL",
@@ -130,9 +133,7 @@ def field_expr(
     value_type, array_type = column.type, column.array_type
     for operator, key in target.path:
         key_param = (
-            params.add(int(key), INT4)
-            if key.lstrip("-").isdigit() and len(key) < 10
-            else params.add(key, TEXT)
+            params.add(int(key), INT4) if _ARRAY_INDEX.fullmatch(key) else params.add(key, TEXT)
         )
         expr = sql.SQL("({} {} {})").format(expr, sql.SQL(operator), key_param)
         if operator == "->>":
