@@ -19,7 +19,7 @@ Stripe's search index lags by up to a minute, so nothing here relies on search.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from stripe_migration.catalog.plan import (
     plan_product,
     sync_state_after,
 )
+from stripe_migration.catalog.schema import CMS_ID_METADATA_KEY
 from stripe_migration.catalog.stripe_state import plain
 from stripe_migration.resources.stripe_api import LiveModeRefused
 
@@ -53,6 +54,7 @@ class StripeWriter(Protocol):
     def update_price(
         self, price_id: str, params: dict, *, idempotency_key: str
     ) -> Mapping[str, Any]: ...
+    def list_prices(self, **params: Any) -> Iterable[Mapping[str, Any]]: ...
 
 
 class FatalApplyError(RuntimeError):
@@ -185,7 +187,8 @@ def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
 def _reprice(
     api: StripeWriter, item: PlannedAction, update_params: dict | None, run_id: str
 ) -> str:
-    """New price, switched to as the default (with any product update), old price deactivated.
+    """New price, switched to as the default (with any product update), then every other active
+    price of this CMS product deactivated (the replaced one, and any a killed run left behind).
 
     The price create is the one write that neither a custom id nor its nature makes safe to
     repeat, so its key spans runs: a resumed run replays it (within Stripe's 24 h) instead of
@@ -210,20 +213,32 @@ def _reprice(
             "product.default_price", item.cms_id, run_id, new_price["id"], item.content_hash
         ),
     )
-    if old and old != new_price["id"]:
+    # Not only the recorded price: a run killed after its price create left that price active,
+    # and when the CMS price changed again before the resume, this price has another key, so
+    # nothing replayed that one.
+    stale = {old} if old else set()
+    stale.update(
+        price["id"]
+        for price in map(plain, api.list_prices(product=item.stripe_product_id, active=True))
+        if (price.get("metadata") or {}).get(CMS_ID_METADATA_KEY) == str(item.cms_id)
+    )
+    for price_id in sorted(stale - {new_price["id"]}):
         api.update_price(
-            old,
+            price_id,
             payloads.deactivate_price_params(),
-            idempotency_key=payloads.idempotency_key("price.deactivate", item.cms_id, run_id, old),
+            idempotency_key=payloads.idempotency_key(
+                "price.deactivate", item.cms_id, run_id, price_id
+            ),
         )
     return new_price["id"]
 
 
 def _archive(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    # The full content (with active=false), not the flag alone: the checkpoint records the
+    # content hash, so an edit made together with the deactivation must reach Stripe too.
+    params = payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
     key = payloads.idempotency_key("product.archive", item.cms_id, run_id, item.content_hash)
-    archived = plain(
-        api.update_product(item.stripe_product_id, {"active": False}, idempotency_key=key)
-    )
+    archived = plain(api.update_product(item.stripe_product_id, params, idempotency_key=key))
     return _synced(item, archived["id"], item.stripe_price_id)
 
 

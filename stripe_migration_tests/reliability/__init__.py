@@ -1,0 +1,1 @@
+"""Reliability suites: the migration and event processing killed, starved and faulted on purpose."""
