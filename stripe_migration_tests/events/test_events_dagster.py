@@ -101,10 +101,13 @@ def build_defs(events_db: EventsDatabaseResource, **extra: Any) -> dg.Definition
 def tick(
     instance: dg.DagsterInstance, events_db: EventsDatabaseResource, cursor: str | None = None
 ) -> Any:
-    context = dg.build_sensor_context(
+    # As a context manager: the context opens its own instance from the given one's ref, and only
+    # closing the context closes it (left to the garbage collector, it resets Dagster's current
+    # defs-state storage to a dead instance in the middle of a later test).
+    with dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"events_db": events_db}
-    )
-    return stripe_events_sensor.evaluate_tick(context)
+    ) as context:
+        return stripe_events_sensor.evaluate_tick(context)
 
 
 def run(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest):
@@ -340,11 +343,11 @@ def test_archive_switched_off_moves_nothing_and_the_schedule_skips(
     off = EventsDatabaseResource(database_url=migrated_db, archive_enabled=False)
     on = EventsDatabaseResource(database_url=migrated_db)
 
-    context = dg.build_schedule_context(instance=instance, resources={"events_db": off})
-    skipped = stripe_events_archive_daily.evaluate_tick(context)
+    with dg.build_schedule_context(instance=instance, resources={"events_db": off}) as context:
+        skipped = stripe_events_archive_daily.evaluate_tick(context)
     assert not skipped.run_requests and "switched off" in skipped.skip_message
-    context = dg.build_schedule_context(instance=instance, resources={"events_db": on})
-    assert len(stripe_events_archive_daily.evaluate_tick(context).run_requests) == 1
+    with dg.build_schedule_context(instance=instance, resources={"events_db": on}) as context:
+        assert len(stripe_events_archive_daily.evaluate_tick(context).run_requests) == 1
 
     result = (
         build_defs(off)
