@@ -143,7 +143,8 @@ def _synced(
         action=item.action.value,
         synced_version=_version(item),
         created_product=created_product,
-        sync_status=state.pop("sync_status"),
+        # nothing to record (an inactive row never synced) but an interrupted run's mark to clear
+        sync_status=state.pop("sync_status", item.recorded_status or "pending"),
         **state,
     )
 
@@ -233,6 +234,27 @@ def _reprice(
     return new_price["id"]
 
 
+def _retire_strays(api: StripeWriter, item: PlannedAction, run_id: str) -> None:
+    """Deactivate the prices a killed run left active beside the default price, and give the CMS
+    lookup key back to the default price when one of them had taken it."""
+    for price_id in item.stray_price_ids:
+        api.update_price(
+            price_id,
+            payloads.deactivate_price_params(),
+            idempotency_key=payloads.idempotency_key(
+                "price.deactivate", item.cms_id, run_id, price_id
+            ),
+        )
+    if item.reclaim_lookup_key and item.stripe_price_id:
+        api.update_price(
+            item.stripe_price_id,
+            payloads.lookup_key_params(str(item.cms_id)),
+            idempotency_key=payloads.idempotency_key(
+                "price.lookup_key", item.cms_id, run_id, item.stripe_price_id
+            ),
+        )
+
+
 def _archive(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     # The full content (with active=false), not the flag alone: the checkpoint records the
     # content hash, so an edit made together with the deactivation must reach Stripe too.
@@ -250,9 +272,8 @@ def apply_one(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult
     try:
         if item.action is Action.CREATE:
             return _create(api, item, run_id)
-        if item.action is Action.UPDATE:
-            return _update(api, item, run_id)
         if item.action in (Action.REPRICE, Action.UPDATE_AND_REPRICE):
+            # the reprice deactivates every other active price of ours, strays included
             update = (
                 payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
                 if item.action is Action.UPDATE_AND_REPRICE
@@ -260,9 +281,16 @@ def apply_one(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult
             )
             price_id = _reprice(api, item, update, run_id)
             return _synced(item, str(item.stripe_product_id), price_id)
-        if item.action is Action.ARCHIVE:
-            return _archive(api, item, run_id)
-        raise ValueError(f"nothing to apply for action {item.action.value}")
+        if item.action is Action.UPDATE:
+            result = _update(api, item, run_id)
+        elif item.action is Action.ARCHIVE:
+            result = _archive(api, item, run_id)
+        elif item.action is Action.RETIRE_PRICES:
+            result = _synced(item, item.stripe_product_id, item.stripe_price_id)
+        else:
+            raise ValueError(f"nothing to apply for action {item.action.value}")
+        _retire_strays(api, item, run_id)
+        return result
     except FatalApplyError:
         raise
     except (stripe.AuthenticationError, LiveModeRefused) as exc:
@@ -280,13 +308,14 @@ def apply_one(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult
 def bookkeeping_results(plan: Sequence[PlannedAction]) -> list[SyncResult]:
     """Results for rows that need no Stripe call but a write-back: invalid rows (failed, with
     their reason) and unchanged ones. Every row a run looked at records the CMS version it saw
-    (``synced_version``) and loses its drift mark, so it leaves the scope of the next run."""
+    (``synced_version``) and loses its drift mark and any interrupted run's mark, so it leaves
+    the scope of the next run."""
     return [
         _synced(item, item.stripe_product_id, item.stripe_price_id)
         for item in plan
         if item.writes == 0
         and item.cms_id
-        and (item.action is Action.INVALID or item.status_after is not None)
+        and (item.action is Action.INVALID or item.status_after is not None or item.interrupted)
     ]
 
 
@@ -300,9 +329,13 @@ def apply_plan(
     workers: int,
     progress: Callable[[ApplyStats], None] | None = None,
     progress_interval_s: float = 5.0,
+    mark: Callable[[list[str]], None] | None = None,
 ) -> ApplyStats:
     """Apply every write action of ``plan``, checkpointing every ``batch_size`` results.
 
+    ``mark`` is called with the CMS ids of each next ``batch_size`` products before the first
+    of their Stripe calls (the caller records them as being applied by this run; the checkpoint
+    clears the mark, so a mark that survives tells the next run this one was interrupted).
     Invalid and unchanged rows are checkpointed first (no Stripe call). Calls run on ``workers``
     threads with a sliding window (no barrier between batches, so the rate limiter, not the
     slowest call of a batch, sets the pace). A refusal of one product is recorded as its failure;
@@ -342,16 +375,17 @@ def apply_plan(
             last_report = time.monotonic()
 
     fatal: FatalApplyError | None = None
-    queue = iter(writes)
+    submitted = marked = 0
     window = max(1, workers) * 2
     pending: set[Future[SyncResult]] = set()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="stripe-apply") as pool:
         while True:
-            while fatal is None and len(pending) < window:
-                item = next(queue, None)
-                if item is None:
-                    break
-                pending.add(pool.submit(apply_one, api, item, run_id))
+            while fatal is None and len(pending) < window and submitted < len(writes):
+                if mark is not None and submitted == marked:
+                    marked = min(submitted + batch_size, len(writes))
+                    mark([str(item.cms_id) for item in writes[submitted:marked]])
+                pending.add(pool.submit(apply_one, api, writes[submitted], run_id))
+                submitted += 1
             if not pending:
                 break
             done, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -19,14 +19,21 @@ from stripe_migration.catalog.partitions import (
     catalog_partitions,
     partition_buckets,
 )
-from stripe_migration.catalog.plan import Action, PlannedAction, build_plan, plan_table, summarize
+from stripe_migration.catalog.plan import (
+    Action,
+    PlannedAction,
+    build_plan,
+    interrupted,
+    plan_table,
+    summarize,
+)
 from stripe_migration.catalog.report import render_report, report_metadata
 from stripe_migration.catalog.schema import (
     ValidationResult,
     pandera_failure_cases,
     validate_products,
 )
-from stripe_migration.catalog.stripe_state import fetch_stripe_state
+from stripe_migration.catalog.stripe_state import fetch_stray_prices, fetch_stripe_state
 from stripe_migration.resources.stripe_api import StripeResource
 from stripe_migration.resources.supabase_db import SupabaseResource
 from stripe_migration.settings import (
@@ -63,6 +70,7 @@ PRODUCT_COLUMNS = (
     "synced_currency",
     "synced_version",
     "stripe_drift",
+    "sync_run_id",
 )
 
 _partitioned = {
@@ -231,14 +239,23 @@ def validated_products(
 def catalog_plan(
     context: dg.AssetExecutionContext, stripe: StripeResource, validated_products: ValidationResult
 ) -> dg.Output:
-    """One action per product (create, update, reprice, archive, unchanged or invalid), from the
-    CMS sync state, or on a forced resync from Stripe's actual state. Alone, this is the dry run:
-    it makes no write call to Stripe."""
+    """One action per product (create, update, reprice, archive, retire stray prices, unchanged
+    or invalid), from the CMS sync state, or from Stripe's actual state on a forced resync and for
+    rows a killed run left mid-apply. Alone, this is the dry run: it makes no write call to
+    Stripe."""
+    force = is_force_resync(context)
+    rows = validated_products.valid.to_dict("records")
+    left_marked = [str(row["id"]) for row in rows if interrupted(row)]
     stripe_state = None
-    if is_force_resync(context):
+    if force or left_marked:
         api = stripe.get_client()
-        stripe_state = fetch_stripe_state(api, validated_products.valid.to_dict("records"))
-    plan = build_plan(validated_products.valid, validated_products.invalid, stripe_state)
+        stripe_state = fetch_stripe_state(
+            api, rows if force else [row for row in rows if interrupted(row)]
+        )
+        stripe_state = fetch_stray_prices(api, stripe_state, left_marked)
+    plan = build_plan(
+        validated_products.valid, validated_products.invalid, stripe_state, force_resync=force
+    )
     counts = summarize(plan)
     changes = plan_table(plan, limit=200)
     return dg.Output(
@@ -246,7 +263,8 @@ def catalog_plan(
         metadata={
             **{f"plan_{action}": n for action, n in counts.items()},
             "planned_writes": sum(item.writes for item in plan),
-            "force_resync": stripe_state is not None,
+            "force_resync": force,
+            "left_by_interrupted_runs": len(left_marked),
             "changes": dg.MetadataValue.md(
                 pd.DataFrame(changes).to_markdown(index=False) if changes else "nothing to change"
             ),
@@ -291,6 +309,11 @@ def stripe_catalog(
         if results:
             db.rpc("apply_sync_results", {"results": [r.checkpoint_row() for r in results]})
 
+    def mark(cms_ids: list[str]) -> None:
+        db.update(
+            "products", {"sync_run_id": context.run_id}, [("id", "in", cms_ids)], return_rows=False
+        )
+
     def progress(stats: applying.ApplyStats) -> None:
         rate = stats.products_per_second
         left = (stats.total - stats.done) / rate if rate > 0 else float("nan")
@@ -309,6 +332,7 @@ def stripe_catalog(
             workers=config.workers,
             progress=progress,
             progress_interval_s=PROGRESS_LOG_INTERVAL_S,
+            mark=mark,
         )
     except applying.FatalApplyError as exc:
         raise dg.Failure(description=str(exc), metadata=api.stats_metadata()) from None

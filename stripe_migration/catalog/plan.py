@@ -19,7 +19,11 @@ Rules, from the Supabase sync state (normal run):
 On a forced resync the same decisions are taken against Stripe's actual state instead of the
 recorded one (so edits made directly in Stripe are repaired, and a product a killed run created
 but never recorded is adopted instead of created twice); metadata keys present in Stripe but not
-in the CMS are unset.
+in the CMS are unset. So is a row that an earlier run was applying when it was killed
+(``sync_run_id`` still set): that run may have written what the record does not say, and the
+editor may since have reverted the row to the recorded state. Its prices are listed too, and
+active prices of ours other than the default (a killed reprice's new price) are deactivated:
+``retire_prices`` when nothing else is to be done.
 
 After applying an action, :func:`sync_state_after` gives the sync columns to write back (the
 checkpoint); planning again from them yields ``unchanged``.
@@ -48,18 +52,21 @@ class Action(StrEnum):
     REPRICE = "reprice"
     UPDATE_AND_REPRICE = "update_and_reprice"
     ARCHIVE = "archive"
+    RETIRE_PRICES = "retire_prices"
     UNCHANGED = "unchanged"
     INVALID = "invalid"
 
 
 #: Stripe write calls each action costs (create: product and price in one call; reprice: new price,
 #: default price switch, old price deactivated; update_and_reprice folds the update into the switch).
+#: Retiring stray prices costs one write per price (see ``PlannedAction.writes``).
 WRITES_PER_ACTION: Mapping[Action, int] = {
     Action.CREATE: 1,
     Action.UPDATE: 1,
     Action.REPRICE: 3,
     Action.UPDATE_AND_REPRICE: 3,
     Action.ARCHIVE: 1,
+    Action.RETIRE_PRICES: 0,
     Action.UNCHANGED: 0,
     Action.INVALID: 0,
 }
@@ -78,6 +85,11 @@ class StripeProductState:
     default_price_id: str | None = None
     unit_amount: int | None = None
     currency: str | None = None
+    #: Active prices of this CMS product other than the default (left by a killed reprice); only
+    #: known when the product's prices were listed (see ``stripe_state.fetch_stray_prices``).
+    stray_price_ids: tuple[str, ...] = ()
+    #: Whether one of those holds the CMS lookup key, which then goes back to the default price.
+    stray_holds_lookup_key: bool = False
 
     @classmethod
     def from_stripe(
@@ -126,6 +138,13 @@ class PlannedAction:
     stripe_currency: str | None = None
     #: ``sync_status`` as recorded in Supabase before this run.
     recorded_status: str | None = None
+    #: Set when an earlier run was killed while applying this row: its mark must be cleared even
+    #: when nothing is written.
+    interrupted: bool = False
+    #: Active prices of ours beside the default, to deactivate (see ``StripeProductState``).
+    stray_price_ids: tuple[str, ...] = ()
+    #: Whether the CMS lookup key goes back to the default price once the strays are retired.
+    reclaim_lookup_key: bool = False
 
     @property
     def updates_product(self) -> bool:
@@ -169,7 +188,7 @@ class PlannedAction:
     @property
     def needs_writeback(self) -> bool:
         """Whether Supabase must be told anything about this product after the run."""
-        if self.action is not Action.UNCHANGED:
+        if self.action is not Action.UNCHANGED or self.interrupted:
             return True
         return self.adopt or (
             self.status_after is not None and self.status_after != self.recorded_status
@@ -178,7 +197,8 @@ class PlannedAction:
     @property
     def writes(self) -> int:
         """Stripe write calls this action is expected to make."""
-        return WRITES_PER_ACTION[self.action]
+        retiring = len(self.stray_price_ids) + (1 if self.reclaim_lookup_key else 0)
+        return WRITES_PER_ACTION[self.action] + retiring
 
 
 def sync_state_after(
@@ -376,12 +396,12 @@ def _plan_against_stripe(
         if not active:
             return PlannedAction(
                 cms_id, Action.UNCHANGED, ("inactive in the CMS and not in Stripe",), product,
-                recorded_status=status,
+                recorded_status=status, interrupted=interrupted(product),
             )  # fmt: skip
         why = f"recorded product {recorded} not found in Stripe" if recorded else "not in Stripe"
         return PlannedAction(
             cms_id, Action.CREATE, (f"{why}: new {_money(amount, currency)}",), product,
-            recorded_status=status,
+            recorded_status=status, interrupted=interrupted(product),
         )  # fmt: skip
 
     adopt = recorded != state.product_id
@@ -397,10 +417,19 @@ def _plan_against_stripe(
             if adopt
             else []
         )
+        strays = state.stray_price_ids
+        retiring = [f"left active by an interrupted run: {', '.join(strays)}"] if strays else []
+        if action is Action.UNCHANGED and strays:
+            action = Action.RETIRE_PRICES
         return PlannedAction(
-            cms_id, action, (*adopting, *reasons), product, state.product_id,
+            cms_id, action, (*adopting, *reasons, *retiring), product, state.product_id,
             state.default_price_id, unset if action is not Action.REPRICE else (), adopt,
-            state.unit_amount, state.currency, status,
+            state.unit_amount, state.currency, status, interrupted=interrupted(product),
+            stray_price_ids=strays,
+            # a reprice's new price takes the lookup key over itself
+            reclaim_lookup_key=state.stray_holds_lookup_key
+            and action not in (Action.REPRICE, Action.UPDATE_AND_REPRICE)
+            and state.default_price_id is not None,
         )  # fmt: skip
 
     if not active:
@@ -427,19 +456,29 @@ def _rows(rows: pd.DataFrame | Iterable[Mapping[str, Any]] | None) -> list[Mappi
     return list(rows)
 
 
+def interrupted(product: Mapping[str, Any]) -> bool:
+    """Whether an earlier run was killed while applying this row (its ``sync_run_id`` mark is
+    still set): the recorded sync state may not say what that run wrote to Stripe."""
+    return _opt_str(product.get("sync_run_id")) is not None
+
+
 def build_plan(
     valid: pd.DataFrame | Iterable[Mapping[str, Any]],
     invalid: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
     stripe_state: Mapping[str, StripeProductState] | None = None,
+    *,
+    force_resync: bool = False,
 ) -> list[PlannedAction]:
     """Plan every product: valid rows in their order, then the invalid ones.
 
-    ``stripe_state`` (CMS id → :class:`StripeProductState`) turns on the forced-resync comparison;
-    a CMS id missing from it means Stripe has no product for that row.
+    Rows are planned against Stripe's actual state (``stripe_state``: CMS id →
+    :class:`StripeProductState`) on a ``force_resync``, and rows an interrupted run left marked
+    always; a CMS id missing from ``stripe_state`` means Stripe has no product for that row.
+    Every other row is planned from its recorded sync state.
     """
-    resync = stripe_state is not None
+    state = stripe_state or {}
     plan = [
-        plan_product(row, (stripe_state or {}).get(str(row["id"])), resync=resync)
+        plan_product(row, state.get(str(row["id"])), resync=force_resync or interrupted(row))
         for row in _rows(valid)
     ]
     for row in _rows(invalid):

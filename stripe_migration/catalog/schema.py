@@ -80,8 +80,14 @@ SYNC_STATE_COLUMNS: tuple[str, ...] = (
 )
 
 #: CMS columns carried through unchanged for the write-back and the plan: the CMS version the sync
-#: reflects (``updated_at`` → ``synced_version``) and the drift recorded by the webhook handlers.
-PASSTHROUGH_COLUMNS: tuple[str, ...] = ("updated_at", "synced_version", "stripe_drift")
+#: reflects (``updated_at`` → ``synced_version``), the drift recorded by the webhook handlers, and
+#: the mark of a run killed while applying the row.
+PASSTHROUGH_COLUMNS: tuple[str, ...] = (
+    "updated_at",
+    "synced_version",
+    "stripe_drift",
+    "sync_run_id",
+)
 
 #: Columns of the valid frame, in order.
 VALID_COLUMNS: tuple[str, ...] = (
@@ -120,6 +126,7 @@ _VALID_DTYPES: dict[str, str] = {
     "updated_at": "object",
     "synced_version": "object",
     "stripe_drift": "object",
+    "sync_run_id": "object",
 }
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Protocol
 
 from stripe_migration.catalog.plan import StripeProductState
-from stripe_migration.catalog.stripe_payloads import custom_product_id
+from stripe_migration.catalog.schema import CMS_ID_METADATA_KEY
+from stripe_migration.catalog.stripe_payloads import custom_product_id, price_lookup_key
 
 #: Stripe's largest page, and the most ids one list call may filter on.
 LIST_PAGE_SIZE = 100
@@ -21,9 +23,10 @@ FETCH_WORKERS = 8
 
 
 class StripeReader(Protocol):
-    """The Stripe call a resync needs (implemented by the StripeResource's API wrapper)."""
+    """The Stripe calls a resync needs (implemented by the StripeResource's API wrapper)."""
 
     def list_products(self, **params: Any) -> Iterator[Mapping[str, Any]]: ...
+    def list_prices(self, **params: Any) -> Iterator[Mapping[str, Any]]: ...
 
 
 def plain(obj: Any) -> dict[str, Any]:
@@ -80,3 +83,39 @@ def fetch_stripe_state(
                 state[cms_id] = StripeProductState.from_stripe(found[product_id])
                 break
     return state
+
+
+def fetch_stray_prices(
+    api: StripeReader, state: Mapping[str, StripeProductState], cms_ids: Iterable[str]
+) -> dict[str, StripeProductState]:
+    """``state`` with the stray prices of ``cms_ids`` filled in: active prices carrying the row's
+    CMS id other than the product's default price, which a run killed in the middle of a reprice
+    leaves behind. One list call per product (only the rows an interrupted run left marked)."""
+
+    def strays(cms_id: str) -> tuple[str, StripeProductState]:
+        product = state[cms_id]
+        found = [
+            plain(price)
+            for price in api.list_prices(
+                product=product.product_id, active=True, limit=LIST_PAGE_SIZE
+            )
+        ]
+        extra = [
+            price
+            for price in found
+            if price["id"] != product.default_price_id
+            and (price.get("metadata") or {}).get(CMS_ID_METADATA_KEY) == cms_id
+        ]
+        key = price_lookup_key(cms_id)
+        return cms_id, replace(
+            product,
+            stray_price_ids=tuple(sorted(price["id"] for price in extra)),
+            stray_holds_lookup_key=any(price.get("lookup_key") == key for price in extra),
+        )
+
+    wanted = [cms_id for cms_id in dict.fromkeys(cms_ids) if cms_id in state]
+    updated = dict(state)
+    if wanted:
+        with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(wanted))) as pool:
+            updated.update(pool.map(strays, wanted))
+    return updated

@@ -391,14 +391,23 @@ class SupabaseDb:
         return len(rows)
 
     def update(
-        self, table: str, values: Mapping[str, Any], filters: Sequence[Filter]
+        self,
+        table: str,
+        values: Mapping[str, Any],
+        filters: Sequence[Filter],
+        *,
+        return_rows: bool = True,
     ) -> list[dict[str, Any]]:
         """Set ``values`` on the rows of ``table`` matching ``filters`` (at least one filter, so a
-        typo can never update a whole table); return the updated rows."""
+        typo can never update a whole table); return the updated rows, or nothing (and no rows
+        over the wire) with ``return_rows=False``."""
         if not filters:
             raise ValueError(f"update of {table!r} needs at least one filter")
-        query = self._apply_filters(self.client.table(table).update(dict(values)), filters)
-        rows: list[dict[str, Any]] = self._execute(table, query.execute).data
+        returning = ReturnMethod.representation if return_rows else ReturnMethod.minimal
+        query = self._apply_filters(
+            self.client.table(table).update(dict(values), returning=returning), filters
+        )
+        rows: list[dict[str, Any]] = self._execute(table, query.execute).data or []
         self.stats.add(rows_written=len(rows))
         return rows
 

@@ -75,3 +75,26 @@ def test_a_refused_product_is_its_own_failure_not_the_runs() -> None:
     stats = apply_plan(api, plan, batches.append, run_id="r1", batch_size=5, workers=2)
     assert stats.failed == 10
     assert all("Invalid image URL" in reason and "images" in reason for _, reason in stats.failures)
+
+
+def test_every_product_is_marked_before_its_first_stripe_call() -> None:
+    """The mark is what tells the next run that this one was killed mid-apply: a product may
+    reach Stripe only once its batch is marked."""
+    plan = _plan(45)
+    marked: list[str] = []
+    created_unmarked: list[str] = []
+
+    class Watching(MemoryStripe):
+        def create_product(self, params: dict, *, idempotency_key: str) -> dict:
+            cms_id = params["metadata"]["cms_id"]
+            if cms_id not in marked:
+                created_unmarked.append(cms_id)
+            return super().create_product(params, idempotency_key=idempotency_key)
+
+    def mark(ids: list[str]) -> None:
+        assert len(ids) <= 10
+        marked.extend(ids)
+
+    apply_plan(Watching(), plan, lambda _: None, run_id="r1", batch_size=10, workers=4, mark=mark)
+    assert created_unmarked == []
+    assert sorted(marked) == sorted(str(item.cms_id) for item in plan)

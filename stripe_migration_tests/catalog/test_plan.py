@@ -315,7 +315,9 @@ def test_resync_archives_an_inactive_product_active_in_stripe() -> None:
 
 def test_build_plan_resync_uses_the_state_by_cms_id() -> None:
     result = validate_products([synced_row(), cms(id="other")])
-    plan = build_plan(result.valid, stripe_state={ID: stripe_state(name="drift")})
+    plan = build_plan(
+        result.valid, stripe_state={ID: stripe_state(name="drift")}, force_resync=True
+    )
     assert [p.action for p in plan] == [Action.UPDATE, Action.CREATE]
 
 
@@ -348,6 +350,7 @@ def test_summary_and_table() -> None:
         "reprice": 0,
         "update_and_reprice": 0,
         "archive": 0,
+        "retire_prices": 0,
         "unchanged": 1,
         "invalid": 1,
     }
@@ -363,3 +366,43 @@ def test_summary_and_table() -> None:
 def test_dry_run_of_a_synced_catalogue_plans_zero_writes() -> None:
     rows = [synced_row(id=f"id-{i}", metadata={"sku": f"S{i}"}) for i in range(20)]
     assert planned_writes(build_plan(validate_products(rows).valid)) == 0
+
+
+def test_a_row_left_mid_apply_is_planned_against_stripe_even_when_reverted() -> None:
+    """A run updated Stripe (the name) and was killed before its checkpoint; the editor then
+    reverted the row. The record says unchanged, Stripe says otherwise: Stripe wins."""
+    row = synced_row({"sync_run_id": "killed-run"})
+    state = {ID: stripe_state(name="Edited by the killed run")}
+    [gone] = build_plan(validate_products([row]).valid)  # no product in Stripe at all
+    assert gone.action is Action.CREATE
+    [planned] = build_plan(validate_products([row]).valid, stripe_state=state)
+    assert planned.action is Action.UPDATE
+    assert planned.interrupted and planned.needs_writeback
+    [unmarked] = build_plan(validate_products([synced_row()]).valid, stripe_state=state)
+    assert unmarked.action is Action.UNCHANGED and not unmarked.interrupted
+
+
+def test_stray_prices_of_a_killed_reprice_are_retired() -> None:
+    row = synced_row({"sync_run_id": "killed-run"})
+    strays = stripe_state(stray_price_ids=("price_left",), stray_holds_lookup_key=True)
+    [planned] = build_plan(validate_products([row]).valid, stripe_state={ID: strays})
+    assert planned.action is Action.RETIRE_PRICES
+    assert planned.stray_price_ids == ("price_left",) and planned.reclaim_lookup_key
+    assert planned.writes == 2  # the stray deactivated, the lookup key back on the default
+    assert "left active by an interrupted run: price_left" in planned.reasons
+    assert sync_state_after(planned)["stripe_price_id"] == "price_1"
+
+    # a reprice deactivates the strays itself and its new price takes the lookup key
+    repriced = synced_row({"sync_run_id": "killed-run", "price": "59.99"})
+    [planned] = build_plan(validate_products([repriced]).valid, stripe_state={ID: strays})
+    assert planned.action is Action.REPRICE and not planned.reclaim_lookup_key
+    assert planned.writes == 3 + 1
+
+
+def test_a_marked_row_without_a_change_still_clears_its_mark() -> None:
+    [planned] = build_plan(
+        validate_products([synced_row({"sync_run_id": "killed-run"})]).valid,
+        stripe_state={ID: stripe_state()},
+    )
+    assert planned.action is Action.UNCHANGED and planned.writes == 0
+    assert planned.needs_writeback

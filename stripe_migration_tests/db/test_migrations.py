@@ -8,10 +8,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from stripe_migration.db import migrations
 
-VERSIONS = ["1.0.0", "1.1.0", "1.2.0"]
+VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
 
 
 def _tables(url: str) -> set[str]:
@@ -29,7 +30,7 @@ def _count(conn: psycopg.Connection, table: str) -> int:
 def test_upgrade_from_empty_to_latest(empty_db: str) -> None:
     assert migrations.current_version(empty_db) is None
     assert migrations.upgrade(empty_db) == VERSIONS
-    assert migrations.current_version(empty_db) == "1.2.0"
+    assert migrations.current_version(empty_db) == VERSIONS[-1]
     assert {
         "products",
         "stripe_events",
@@ -45,7 +46,7 @@ def test_upgrade_from_empty_to_latest(empty_db: str) -> None:
 def test_upgrade_to_a_given_version_then_the_rest(empty_db: str) -> None:
     assert migrations.upgrade(empty_db, to="1.1.0") == ["1.0.0", "1.1.0"]
     assert "stripe_event_batches" not in _tables(empty_db)
-    assert migrations.upgrade(empty_db) == ["1.2.0"]
+    assert migrations.upgrade(empty_db) == ["1.2.0", "1.3.0"]
 
 
 def test_downgrade_to_1_0_0_and_back_keeps_rows(empty_db: str) -> None:
@@ -65,7 +66,7 @@ def test_downgrade_to_1_0_0_and_back_keeps_rows(empty_db: str) -> None:
         )
         assert conn.execute("SELECT archive_old_events('180 days')").fetchone()[0] == 1
 
-    assert migrations.downgrade(empty_db, to="1.0.0") == ["1.2.0", "1.1.0"]
+    assert migrations.downgrade(empty_db, to="1.0.0") == ["1.3.0", "1.2.0", "1.1.0"]
     assert "stripe_events_archive" not in _tables(empty_db)
     with psycopg.connect(empty_db) as conn:
         assert _count(conn, "products") == 2
@@ -73,7 +74,7 @@ def test_downgrade_to_1_0_0_and_back_keeps_rows(empty_db: str) -> None:
         events = conn.execute("SELECT event_id FROM stripe_events ORDER BY event_id").fetchall()
         assert events == [("evt_new",), ("evt_old",)]
 
-    assert migrations.upgrade(empty_db) == ["1.1.0", "1.2.0"]
+    assert migrations.upgrade(empty_db) == ["1.1.0", "1.2.0", "1.3.0"]
     with psycopg.connect(empty_db) as conn:
         assert _count(conn, "products") == 2
         assert _count(conn, "stripe_events") == 2
@@ -104,7 +105,7 @@ def test_rollback_of_1_2_0_restores_archived_attempt_history(empty_db: str) -> N
 
 def test_downgrade_to_empty(empty_db: str) -> None:
     migrations.upgrade(empty_db)
-    assert migrations.downgrade(empty_db, to="0") == ["1.2.0", "1.1.0", "1.0.0"]
+    assert migrations.downgrade(empty_db, to="0") == VERSIONS[::-1]
     assert _tables(empty_db) == {"schema_migrations"}
 
 
@@ -243,3 +244,27 @@ def test_archive_from_two_connections_at_once_keeps_every_event_once(migrated_db
             "SELECT count(*) FROM stripe_events_archive WHERE jsonb_array_length(processing_history) = 1"
         ).fetchone()
         assert histories == 2000
+
+
+def test_1_3_0_keeps_a_row_marked_mid_apply_in_scope_until_its_checkpoint(empty_db: str) -> None:
+    """A row a run marked and never checkpointed (the run was killed) stays in the next run's
+    scope even though its recorded sync state matches the CMS; the checkpoint clears the mark."""
+    migrations.upgrade(empty_db)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        (pid, version) = conn.execute(
+            "INSERT INTO products (name, price, currency) VALUES ('Mug', '12.50', 'eur')"
+            " RETURNING id, updated_at"
+        ).fetchone()
+        checkpoint = [
+            {"id": str(pid), "sync_status": "synced", "synced_version": version.isoformat()}
+        ]
+
+        def state() -> tuple:
+            return conn.execute("SELECT needs_sync, sync_run_id FROM products").fetchone()
+
+        conn.execute("SELECT apply_sync_results(%s)", (Jsonb(checkpoint),))
+        assert state() == (False, None)
+        conn.execute("UPDATE products SET sync_run_id = 'run-1'")
+        assert state() == (True, "run-1")
+        conn.execute("SELECT apply_sync_results(%s)", (Jsonb(checkpoint),))
+        assert state() == (False, None)

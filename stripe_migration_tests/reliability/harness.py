@@ -319,14 +319,15 @@ def kill_during_write_back(
     after_writes: int,
     timeout_s: float = 60.0,
 ) -> bool:
-    """SIGKILL ``process`` while its checkpoint (``apply_sync_results``) is in flight.
+    """SIGKILL ``process`` while its checkpoint (``apply_sync_results``) is in flight, or the
+    mark of its next batch (``sync_run_id``), whichever the lock catches first.
 
     After ``after_writes`` more Stripe writes, a SHARE lock on ``products`` holds the next
-    checkpoint inside PostgreSQL; once PostgreSQL shows it waiting, the process is killed, then the
-    lock is released and the orphaned checkpoint commits (or not) on its own, as after a real crash.
+    write to it inside PostgreSQL; once PostgreSQL shows it waiting, the process is killed, then the
+    lock is released and the orphaned write commits (or not) on its own, as after a real crash.
     """
     target = sandbox.stripe_writes() + after_writes
-    deadline = Deadline(timeout_s, "a checkpoint waiting on the products lock")
+    deadline = Deadline(timeout_s, "a checkpoint or a mark waiting on the products lock")
     while process.alive() and sandbox.stripe_writes() < target:
         deadline.check()
         time.sleep(0.005)
@@ -337,8 +338,8 @@ def kill_during_write_back(
                 deadline.check()
                 waiting = watcher.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE %s AND pid <> pg_backend_pid()",
-                    ("%apply_sync_results%",),
+                    "AND (query LIKE %s OR query LIKE %s) AND pid <> pg_backend_pid()",
+                    ("%apply_sync_results%", "%sync_run_id%"),
                 ).fetchone()
                 if waiting and waiting[0]:
                     break

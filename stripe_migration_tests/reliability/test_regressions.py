@@ -24,10 +24,17 @@ def _migrate(migration: Any, n: int = 6) -> list[dict[str, Any]]:
     return [r for r in migration.rows() if r["currency"] != "jpy"]
 
 
+def _marked_by_a_killed_run(migration: Any, row: dict[str, Any]) -> None:
+    """The mark a run sets on a batch's rows before their Stripe writes (its checkpoint would
+    have cleared it)."""
+    migration.execute("UPDATE products SET sync_run_id = 'killed-run' WHERE id = %s", (row["id"],))
+
+
 def _left_behind_by_a_killed_reprice(migration: Any, row: dict[str, Any]) -> str:
     """The price a run killed right after its ``POST /v1/prices`` leaves: active, ours, holding
     the lookup key, never made the default. Return its id."""
     cms_id = str(row["id"])
+    _marked_by_a_killed_run(migration, row)
     price = migration.emulator.client().v1.prices.create(
         {
             "product": row["stripe_product_id"],
@@ -78,17 +85,12 @@ def test_edits_after_a_killed_reprice_and_with_a_deactivation_reach_stripe(
     assert prices[repriced["stripe_price_id"]]["active"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, reported to the lead: when the CMS price goes back to the recorded amount "
-    "before the resume, the plan is 'unchanged' and the price a killed reprice left behind stays "
-    "active, holding the product's lookup key",
-)
 def test_a_price_left_by_a_killed_reprice_is_deactivated_when_the_edit_is_reverted(
     migration: Any,
 ) -> None:
     """A run killed between a price create and the default switch; the editor reverts the CMS
-    price before the resume. The left-behind price should not stay active with the lookup key."""
+    price before the resume (the record then says unchanged). The price left behind is
+    deactivated and the lookup key goes back to the default price."""
     row = _migrate(migration)[0]
     orphan = _left_behind_by_a_killed_reprice(migration, row)
     migration.execute("UPDATE products SET price = price || ' ' WHERE id = %s", (row["id"],))
@@ -96,3 +98,30 @@ def test_a_price_left_by_a_killed_reprice_is_deactivated_when_the_edit_is_revert
 
     prices = {p["id"]: p for p in _prices_of(migration, row["stripe_product_id"])}
     assert prices[orphan]["active"] is False
+    assert [p for p, v in prices.items() if v["active"]] == [row["stripe_price_id"]]
+    assert prices[row["stripe_price_id"]]["lookup_key"] == price_lookup_key(str(row["id"]))
+    [after] = [r for r in migration.rows() if r["id"] == row["id"]]
+    assert after["sync_run_id"] is None and after["stripe_price_id"] == row["stripe_price_id"]
+
+    # the checkpoint cleared the mark: the next run has nothing to do
+    writes = migration.writes()
+    result = migration.run()
+    assert result.success and migration.writes() == writes
+    plan = result.asset_materializations_for_node("catalog_plan")[0].metadata
+    assert plan["left_by_interrupted_runs"].value == 0
+
+
+def test_an_update_a_killed_run_sent_is_undone_when_the_edit_is_reverted(migration: Any) -> None:
+    """A run sent a rename to Stripe and was killed before its checkpoint; the editor reverted
+    the name. The record says unchanged; Stripe still has the rename until the next run."""
+    row = _migrate(migration)[0]
+    _marked_by_a_killed_run(migration, row)
+    migration.emulator.client().v1.products.update(
+        row["stripe_product_id"], {"name": "A rename the editor took back"}
+    )
+    assert migration.run().success
+
+    product = migration.emulator.client().v1.products.retrieve(row["stripe_product_id"])
+    assert product.name == row["name"]
+    [after] = [r for r in migration.rows() if r["id"] == row["id"]]
+    assert after["sync_run_id"] is None

@@ -1,0 +1,110 @@
+-- 1.3.0: rows a migration run is applying to Stripe; archival that scales with the attempts table.
+--
+-- A run marks the rows of each batch with its run id before the batch's Stripe writes, and the
+-- checkpoint (apply_sync_results) clears the mark. A mark still set when the next run starts was
+-- left by a run that was killed or failed between the two: that run may have written to Stripe
+-- what the recorded sync state does not say (a new price, a new name), so the next run reads the
+-- product's actual state from Stripe instead of trusting the record, even when the editor has
+-- reverted the row to what was synced before.
+ALTER TABLE products ADD COLUMN sync_run_id text;
+
+DROP INDEX idx_products_needs_sync;
+ALTER TABLE products DROP COLUMN needs_sync;
+-- What the next migration run must look at: never synced, failed, edited since, drifted, or left
+-- mid-apply by an interrupted run.
+ALTER TABLE products ADD COLUMN needs_sync boolean GENERATED ALWAYS AS (
+    sync_status IN ('pending', 'failed')
+    OR synced_version IS DISTINCT FROM updated_at
+    -- the webhook handlers keep the newest event seen even when it matches; only a real
+    -- difference puts the row back in scope
+    OR COALESCE(stripe_drift ->> 'in_sync', '') = 'false'
+    OR sync_run_id IS NOT NULL
+) STORED;
+CREATE INDEX idx_products_needs_sync ON products (sync_partition, id) WHERE needs_sync;
+
+-- The checkpoint, as in 1.0.0, now also clearing the run's mark.
+CREATE OR REPLACE FUNCTION apply_sync_results(results jsonb)
+RETURNS SETOF uuid
+LANGUAGE sql AS $$
+    UPDATE products p
+    SET stripe_product_id  = COALESCE(r.stripe_product_id, p.stripe_product_id),
+        stripe_price_id    = COALESCE(r.stripe_price_id, p.stripe_price_id),
+        sync_status        = r.sync_status,
+        sync_error         = r.sync_error,
+        synced_at          = CASE WHEN r.sync_status = 'failed' THEN p.synced_at ELSE now() END,
+        sync_content_hash  = COALESCE(r.sync_content_hash, p.sync_content_hash),
+        synced_unit_amount = COALESCE(r.synced_unit_amount, p.synced_unit_amount),
+        synced_currency    = COALESCE(r.synced_currency, p.synced_currency),
+        synced_version     = r.synced_version,
+        stripe_drift       = CASE WHEN r.sync_status = 'failed' THEN p.stripe_drift END,
+        stripe_drift_at    = CASE WHEN r.sync_status = 'failed' THEN p.stripe_drift_at END,
+        sync_run_id        = NULL
+    FROM jsonb_to_recordset(results) AS r(
+        id uuid, stripe_product_id text, stripe_price_id text, sync_status text, sync_error text,
+        sync_content_hash text, synced_unit_amount bigint, synced_currency text,
+        synced_version timestamptz
+    )
+    WHERE p.id = r.id
+    RETURNING p.id;
+$$;
+
+-- archive_old_events, as in 1.2.0 but driven from the victims through the index on
+-- stripe_event_processing(event_id): joined the other way, the planner switched to a hash join
+-- over a full scan of the attempts table (twice per batch) once a batch was large relative to it
+-- (0.54 s instead of 0.22 s per batch of 5,000 at 1,000,000 events).
+CREATE OR REPLACE FUNCTION archive_old_events(older_than interval, batch_size integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    moved integer;
+BEGIN
+    IF older_than IS NULL OR older_than < interval '0' THEN
+        RAISE EXCEPTION 'archive_old_events: older_than must be a non-negative interval, got %', older_than;
+    END IF;
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'archive_old_events: batch_size must be a positive integer, got %', batch_size;
+    END IF;
+
+    WITH victims AS MATERIALIZED (
+        SELECT e.id, e.event_id
+        FROM stripe_events e
+        WHERE e.created_at < now() - older_than
+        ORDER BY e.created_at, e.id
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    ),
+    history AS (
+        SELECT v.event_id,
+               (SELECT jsonb_agg(to_jsonb(p) - 'event_id' ORDER BY p.attempt_number)
+                FROM stripe_event_processing p
+                WHERE p.event_id = v.event_id) AS attempts
+        FROM victims v
+    ),
+    dropped_history AS (
+        DELETE FROM stripe_event_processing p
+        WHERE p.event_id = ANY (ARRAY(SELECT event_id FROM victims))
+    ),
+    deleted AS (
+        DELETE FROM stripe_events e
+        USING victims v
+        WHERE e.id = v.id
+        RETURNING e.*
+    ),
+    archived AS (
+        INSERT INTO stripe_events_archive (
+            id, event_id, type, payload, livemode, api_version, created_at, received_at,
+            updated_at, metadata, processed_at, processing_attempts, batch_id, processing_history
+        )
+        SELECT d.id, d.event_id, d.type, d.payload, d.livemode, d.api_version, d.created_at,
+               d.received_at, d.updated_at, d.metadata, d.processed_at, d.processing_attempts,
+               d.batch_id, COALESCE(h.attempts, '[]'::jsonb)
+        FROM deleted d
+        LEFT JOIN history h ON h.event_id = d.event_id
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*) INTO moved FROM deleted;
+
+    RETURN moved;
+END;
+$$;
