@@ -9,10 +9,11 @@ sandbox's servers are other processes and are not counted.
 
 Target: under 1 GiB.
 
-``--mode cli`` (default) runs the job with ``execute_in_process``, as ``stripe-migration migrate``
-does; ``--mode launched`` with ``dg.execute_job``, as a run launched from the Dagster UI or a
-schedule is executed. The difference: ``execute_in_process`` keeps every step's output in memory
-until the run ends (for its result object), ``execute_job`` keeps none.
+``--mode launched`` (default) executes the job as a reconstructable job (``dg.execute_job``), the
+way a run launched from the Dagster UI or a schedule is executed and, since 1.3.0's commit, the
+way ``stripe-migration migrate`` executes it. ``--mode in-process`` uses ``execute_in_process``,
+as the command did before: it keeps every step's output in memory until the run ends (for its
+result object), ``execute_job`` keeps none.
 
     python bench/bench_memory.py                   # 100,000 products
     python bench/bench_memory.py --products 20000 --latency-ms 100
@@ -51,7 +52,7 @@ from stripe_migration.sandbox.stripe_emulator import EmulatorControl
 
 TARGET_BYTES = 2**30
 WORKDIR_ENV = "BENCH_MEMORY_WORKDIR"
-MODES = ("cli", "launched")
+MODES = ("launched", "in-process")
 SAMPLE_EVERY_S = 0.2
 
 
@@ -135,10 +136,10 @@ def main() -> int:
     parser.add_argument(
         "--mode",
         choices=MODES,
-        default="cli",
-        help="cli: execute_in_process, as `stripe-migration migrate` runs it (Dagster keeps every "
-        "step's output in memory until the end); launched: dg.execute_job, as a run launched "
-        "from the UI or a schedule runs",
+        default="launched",
+        help="launched: dg.execute_job, as a run launched from the UI and `stripe-migration "
+        "migrate` run it; in-process: execute_in_process (Dagster keeps every step's output in "
+        "memory until the end)",
     )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

