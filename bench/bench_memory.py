@@ -9,11 +9,11 @@ sandbox's servers are other processes and are not counted.
 
 Target: under 1 GiB.
 
-``--mode launched`` (default) executes the job as a reconstructable job (``dg.execute_job``), the
-way a run launched from the Dagster UI or a schedule is executed and, since 1.3.0's commit, the
-way ``stripe-migration migrate`` executes it. ``--mode in-process`` uses ``execute_in_process``,
-as the command did before: it keeps every step's output in memory until the run ends (for its
-result object), ``execute_job`` keeps none.
+``--mode cli`` (default) runs the job through ``stripe-migration migrate``'s own ``run_job``, on
+the code location's definitions configured from the environment; ``--mode launched`` with
+``dg.execute_job``, the way a run launched from the Dagster UI or a schedule is executed (the CLI
+executes the same way); ``--mode in-process`` with ``execute_in_process``, as the command did
+before, which keeps every step's output in memory until the run ends (for its result object).
 
     python bench/bench_memory.py                   # 100,000 products
     python bench/bench_memory.py --products 20000 --latency-ms 100
@@ -34,15 +34,19 @@ from pathlib import Path
 import dagster as dg
 import psutil
 from harness import (
+    ALL_PARTITIONS,
     FAST_CLIENT_ENV,
     FAST_EMULATOR,
     NO_FAULTS,
+    EmulatorDelta,
+    RunFigures,
     Stack,
     Watchdog,
     emit,
     machine,
     run_job,
     sandbox,
+    step_intervals,
     stop_sandbox_now,
 )
 
@@ -52,7 +56,7 @@ from stripe_migration.sandbox.stripe_emulator import EmulatorControl
 
 TARGET_BYTES = 2**30
 WORKDIR_ENV = "BENCH_MEMORY_WORKDIR"
-MODES = ("launched", "in-process")
+MODES = ("cli", "launched", "in-process")
 SAMPLE_EVERY_S = 0.2
 
 
@@ -96,6 +100,32 @@ def migrate_catalog_job() -> dg.JobDefinition:
     return stack.definitions(FAST_CLIENT_ENV).resolve_job_def("migrate_catalog")
 
 
+def cli_run(stack: Stack, instance: dg.DagsterInstance) -> RunFigures:
+    """The migration as ``stripe-migration migrate`` runs it: the CLI's own ``run_job`` on the
+    code location's definitions, configured from the environment like the command."""
+    os.environ.update({**stack.state.env, **FAST_CLIENT_ENV})
+    from stripe_migration.cli.migrate import RunConsole, load_definitions
+    from stripe_migration.cli.migrate import run_job as cli_run_job
+
+    load_definitions()
+    before = stack.control.stats()
+    started = time.monotonic()
+    with open(os.devnull, "w") as quiet, RunConsole("WARNING", file=quiet, terminal=False) as out:
+        outcome = cli_run_job(instance, "migrate_catalog", tags=dict(ALL_PARTITIONS), console=out)
+    intervals = step_intervals(instance, outcome.run_id)
+    return RunFigures(
+        success=outcome.success,
+        wall_s=time.monotonic() - started,
+        step_s={step: round(end - begin, 3) for step, (begin, end) in intervals.items()},
+        intervals=intervals,
+        apply=outcome.metadata.get("stripe_catalog", outcome.metadata.get("stripe_products", {})),
+        plan=outcome.metadata.get("catalog_plan", {}),
+        emulator=EmulatorDelta.between(before, stack.control.stats()),
+        failure=None if outcome.success else outcome.reason,
+        checks={name: False for name in outcome.failed_checks},
+    )
+
+
 def child(workdir: Path, mode: str) -> None:
     """Run the migration in this process and print its figures as one JSON line."""
     baseline = psutil.Process().memory_info().rss
@@ -103,7 +133,12 @@ def child(workdir: Path, mode: str) -> None:
     os.environ[WORKDIR_ENV] = str(workdir)
     job = dg.reconstructable(migrate_catalog_job) if mode == "launched" else None
     with RssSampler() as sampler, stack.instance() as instance:
-        run = run_job(stack, stack.definitions(FAST_CLIENT_ENV), instance, reconstructable_job=job)
+        if mode == "cli":
+            run = cli_run(stack, instance)
+        else:
+            run = run_job(
+                stack, stack.definitions(FAST_CLIENT_ENV), instance, reconstructable_job=job
+            )
     stack.control.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     print(
@@ -136,10 +171,10 @@ def main() -> int:
     parser.add_argument(
         "--mode",
         choices=MODES,
-        default="launched",
-        help="launched: dg.execute_job, as a run launched from the UI and `stripe-migration "
-        "migrate` run it; in-process: execute_in_process (Dagster keeps every step's output in "
-        "memory until the end)",
+        default="cli",
+        help="cli: the CLI's run_job, as `stripe-migration migrate` runs it; launched: "
+        "dg.execute_job, as a run launched from the UI runs; in-process: execute_in_process "
+        "(Dagster keeps every step's output in memory until the end)",
     )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

