@@ -23,6 +23,8 @@ def report_metadata(plan: Sequence[PlannedAction], stats: ApplyStats) -> dict[st
         "repriced": applied.get(Action.REPRICE.value, 0)
         + applied.get(Action.UPDATE_AND_REPRICE.value, 0),
         "archived": applied.get(Action.ARCHIVE.value, 0),
+        # products whose only change was deactivating the stray prices a killed run left
+        "products_with_strays_retired": applied.get(Action.RETIRE_PRICES.value, 0),
         "unchanged": planned[Action.UNCHANGED.value],
         "invalid": planned[Action.INVALID.value],
         "failed": stats.failed,

@@ -66,6 +66,7 @@ _SUMMED_FIGURES = (
     "updated",
     "repriced",
     "archived",
+    "products_with_strays_retired",
     "unchanged",
     "invalid",
     "failed",
@@ -667,10 +668,20 @@ def print_markdown(text: str, console: Console | None = None) -> None:
 
 def report_line(report: Mapping[str, Any]) -> str:
     """The migration report's figures in two lines."""
+    done = [
+        f"{label} {report.get(key, 0)}"
+        for label, key in (
+            ("created", "created"),
+            ("updated", "updated"),
+            ("repriced", "repriced"),
+            ("archived", "archived"),
+            ("stray prices retired on", "products_with_strays_retired"),
+            ("unchanged", "unchanged"),
+        )
+        if key != "products_with_strays_retired" or report.get(key)
+    ]
     return (
-        f"created {report.get('created', 0)}, updated {report.get('updated', 0)}, "
-        f"repriced {report.get('repriced', 0)}, archived {report.get('archived', 0)}, "
-        f"unchanged {report.get('unchanged', 0)}, failed {report.get('failed', 0)} "
+        f"{', '.join(done)}, failed {report.get('failed', 0)} "
         f"(of which invalid in the CMS {report.get('invalid', 0)})\n"
         f"{report.get('duration_s', 0)} s, {report.get('products_per_second', 0)} products/s, "
         f"{report.get('api_calls', 0)} Stripe calls, {report.get('retries', 0)} retries, "

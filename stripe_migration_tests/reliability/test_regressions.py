@@ -94,11 +94,14 @@ def test_a_price_left_by_a_killed_reprice_is_deactivated_when_the_edit_is_revert
     row = _migrate(migration)[0]
     orphan = _left_behind_by_a_killed_reprice(migration, row)
     migration.execute("UPDATE products SET price = price || ' ' WHERE id = %s", (row["id"],))
-    assert migration.run().success
+    result = migration.run()
+    assert result.success
 
     prices = {p["id"]: p for p in _prices_of(migration, row["stripe_product_id"])}
     assert prices[orphan]["active"] is False
     assert [p for p, v in prices.items() if v["active"]] == [row["stripe_price_id"]]
+    report = result.asset_materializations_for_node("migration_report")[0].metadata
+    assert report["products_with_strays_retired"].value == 1
     assert prices[row["stripe_price_id"]]["lookup_key"] == price_lookup_key(str(row["id"]))
     [after] = [r for r in migration.rows() if r["id"] == row["id"]]
     assert after["sync_run_id"] is None and after["stripe_price_id"] == row["stripe_price_id"]
