@@ -80,6 +80,10 @@ def _wait_until_loaded(url: str, process: subprocess.Popen, log: Path) -> None:
     pytest.fail("dagster dev did not load the code location:\n" + log.read_text()[-3000:])
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
@@ -115,6 +119,10 @@ def test_plain_dagster_dev_after_sandbox_up_runs_on_the_sandbox(tmp_path: Path) 
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Run from a background job without job control, this process ignores SIGINT, and an
+            # ignored signal stays ignored across exec: dagster dev would then shrug off the
+            # SIGINT that stops it (as a Ctrl+C in a terminal would). Restore it in the child.
+            preexec_fn=_default_sigint,
         )
     try:
         _wait_until_loaded(url, dev, log)
