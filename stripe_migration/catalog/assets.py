@@ -245,14 +245,12 @@ def catalog_plan(
     Stripe."""
     force = is_force_resync(context)
     rows = validated_products.valid.to_dict("records")
-    left_marked = [str(row["id"]) for row in rows if interrupted(row)]
+    marked = [row for row in rows if interrupted(row)]
     stripe_state = None
-    if force or left_marked:
+    if force or marked:
         api = stripe.get_client()
-        stripe_state = fetch_stripe_state(
-            api, rows if force else [row for row in rows if interrupted(row)]
-        )
-        stripe_state = fetch_stray_prices(api, stripe_state, left_marked)
+        stripe_state = fetch_stripe_state(api, rows if force else marked)
+        stripe_state = fetch_stray_prices(api, stripe_state, [str(row["id"]) for row in marked])
     plan = build_plan(
         validated_products.valid, validated_products.invalid, stripe_state, force_resync=force
     )
@@ -264,7 +262,7 @@ def catalog_plan(
             **{f"plan_{action}": n for action, n in counts.items()},
             "planned_writes": sum(item.writes for item in plan),
             "force_resync": force,
-            "left_by_interrupted_runs": len(left_marked),
+            "left_by_interrupted_runs": len(marked),
             "changes": dg.MetadataValue.md(
                 pd.DataFrame(changes).to_markdown(index=False) if changes else "nothing to change"
             ),
