@@ -34,8 +34,7 @@ from stripe_migration.catalog.plan import (
     plan_product,
     sync_state_after,
 )
-from stripe_migration.catalog.schema import CMS_ID_METADATA_KEY
-from stripe_migration.catalog.stripe_state import plain
+from stripe_migration.catalog.stripe_state import plain, priced_for
 from stripe_migration.resources.stripe_api import LiveModeRefused
 
 
@@ -221,30 +220,26 @@ def _reprice(
     stale.update(
         price["id"]
         for price in map(plain, api.list_prices(product=item.stripe_product_id, active=True))
-        if (price.get("metadata") or {}).get(CMS_ID_METADATA_KEY) == str(item.cms_id)
+        if priced_for(price, str(item.cms_id))
     )
     for price_id in sorted(stale - {new_price["id"]}):
-        api.update_price(
-            price_id,
-            payloads.deactivate_price_params(),
-            idempotency_key=payloads.idempotency_key(
-                "price.deactivate", item.cms_id, run_id, price_id
-            ),
-        )
+        _deactivate_price(api, item, run_id, price_id)
     return new_price["id"]
+
+
+def _deactivate_price(api: StripeWriter, item: PlannedAction, run_id: str, price_id: str) -> None:
+    api.update_price(
+        price_id,
+        payloads.deactivate_price_params(),
+        idempotency_key=payloads.idempotency_key("price.deactivate", item.cms_id, run_id, price_id),
+    )
 
 
 def _retire_strays(api: StripeWriter, item: PlannedAction, run_id: str) -> None:
     """Deactivate the prices a killed run left active beside the default price, and give the CMS
     lookup key back to the default price when one of them had taken it."""
     for price_id in item.stray_price_ids:
-        api.update_price(
-            price_id,
-            payloads.deactivate_price_params(),
-            idempotency_key=payloads.idempotency_key(
-                "price.deactivate", item.cms_id, run_id, price_id
-            ),
-        )
+        _deactivate_price(api, item, run_id, price_id)
     if item.reclaim_lookup_key and item.stripe_price_id:
         api.update_price(
             item.stripe_price_id,

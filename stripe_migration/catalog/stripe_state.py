@@ -36,6 +36,11 @@ def plain(obj: Any) -> dict[str, Any]:
     return dict(obj)
 
 
+def priced_for(price: Mapping[str, Any], cms_id: str) -> bool:
+    """Whether a Stripe price was created by the migration for the CMS product ``cms_id``."""
+    return (price.get("metadata") or {}).get(CMS_ID_METADATA_KEY) == cms_id
+
+
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -103,8 +108,7 @@ def fetch_stray_prices(
         extra = [
             price
             for price in found
-            if price["id"] != product.default_price_id
-            and (price.get("metadata") or {}).get(CMS_ID_METADATA_KEY) == cms_id
+            if price["id"] != product.default_price_id and priced_for(price, cms_id)
         ]
         key = price_lookup_key(cms_id)
         return cms_id, replace(
