@@ -13,7 +13,7 @@ def test_db_upgrade_status_downgrade(empty_db: str) -> None:
 
     result = runner.invoke(main, ["db", "status"], env=env)
     assert result.exit_code == 0, result.output
-    assert result.output.count("pending") == 4
+    assert result.output.count("pending") == 5
 
     result = runner.invoke(main, ["db", "upgrade", "--to", "1.1.0"], env=env)
     assert result.exit_code == 0, result.output
@@ -21,7 +21,13 @@ def test_db_upgrade_status_downgrade(empty_db: str) -> None:
 
     result = runner.invoke(main, ["db", "status"], env=env)
     lines = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[1:]}
-    assert lines == {"1.0.0": "applied", "1.1.0": "applied", "1.2.0": "pending", "1.3.0": "pending"}
+    assert lines == {
+        "1.0.0": "applied",
+        "1.1.0": "applied",
+        "1.2.0": "pending",
+        "1.3.0": "pending",
+        "1.4.0": "pending",
+    }
 
     result = runner.invoke(main, ["db", "downgrade", "--to", "1.0.0"], env=env)
     assert result.exit_code == 0, result.output
