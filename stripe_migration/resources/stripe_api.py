@@ -10,6 +10,10 @@ Every call goes through :meth:`StripeApi._call`:
 3. tenacity retries it, with exponential backoff and jitter, on connection errors, timeouts, 409,
    429 (including ``lock_timeout``) and 5xx; a ``Stripe-Should-Retry`` header overrides that
    judgement; 400/402/403/404 are never retried; a 401 raises :class:`StripeAuthError` at once.
+   A failure answered with ``Idempotent-Replayed: true`` is Stripe replaying the saved result of
+   the key's first request (Stripe saves it, 500s included, once the endpoint began executing, and
+   replays it for 24 hours: https://docs.stripe.com/idempotency), so it is never retried: it
+   raises :class:`IdempotentReplayedError` after that one request.
    stripe-python's own retries are off (``max_network_retries=0``), so a call is retried once, here;
 4. every POST carries the caller's ``Idempotency-Key``, derived from what the write does
    (``stripe_migration.catalog.stripe_payloads.idempotency_key(operation, cms_id, content_hash)``),
@@ -89,6 +93,18 @@ class StripeApiError(Exception):
     retryable: bool
     attempts: int
 
+    #: The attributes a pickled error keeps (subclasses add theirs).
+    _FIELDS: tuple[str, ...] = (
+        "endpoint",
+        "http_status",
+        "error_type",
+        "code",
+        "param",
+        "request_id",
+        "retryable",
+        "attempts",
+    )
+
     def __init__(
         self,
         message: str,
@@ -134,19 +150,7 @@ class StripeApiError(Exception):
             for c in type(self).__mro__
             if issubclass(c, StripeApiError) and "_mixed" not in vars(c)
         )
-        fields = {
-            name: getattr(self, name, None)
-            for name in (
-                "endpoint",
-                "http_status",
-                "error_type",
-                "code",
-                "param",
-                "request_id",
-                "retryable",
-                "attempts",
-            )
-        }
+        fields = {name: getattr(self, name, None) for name in plain._FIELDS}
         return (_restore_error, (plain, self._text, fields))
 
     @classmethod
@@ -195,6 +199,48 @@ def _redact_json(value: Any) -> Any:
 class StripeAuthError(StripeApiError):
     """Stripe refused the key (401). Stops the run: no call can succeed with this key. Also a
     ``stripe.AuthenticationError`` when it came from Stripe."""
+
+
+class IdempotentReplayedError(StripeApiError):
+    """Stripe answered with the saved failure of this idempotency key (``Idempotent-Replayed:
+    true``): the key's first request failed after the endpoint began executing, and Stripe gives
+    that same status and body to every request with the key for 24 hours. Retrying with the same
+    key is pointless, so the call stops after the one request that got the replay.
+
+    The failed first request may or may not have written something (a 500 can come after the
+    commit), so a caller that must get the write done checks Stripe's actual state (retrieve or
+    list what the write would have made) and only then sends the write again under a new key.
+
+    Attributes, besides :class:`StripeApiError`'s:
+
+    - ``http_status``: the saved status (e.g. 500, or 400 for a saved business error);
+    - ``code`` / ``error_type``: the saved error's code (may be None) and type (``api_error``...);
+    - ``error_message``: the saved error's message (redacted), or None;
+    - ``idempotency_key``: the key that replays it (redacted like every string here);
+    - ``request_id``: the ``Request-Id`` of the answer (the emulator's replays send the first
+      request's; quote it to Stripe's support).
+
+    Also an instance of stripe-python's class for the saved status (``stripe.APIError`` for a
+    500, ``stripe.InvalidRequestError`` for a 400...), like every error from Stripe; catch it
+    before those: ``except IdempotentReplayedError as err: ...``. Picklable (as this class).
+    """
+
+    idempotency_key: str
+    error_message: str | None
+
+    _FIELDS = (*StripeApiError._FIELDS, "idempotency_key", "error_message")
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        idempotency_key: str = "",
+        error_message: str | None = None,
+        **fields: Any,
+    ) -> None:
+        super().__init__(message, **fields)
+        self.idempotency_key = redact(idempotency_key)
+        self.error_message = redact(error_message) if error_message else error_message
 
 
 class LiveModeRefused(StripeApiError):
@@ -251,7 +297,8 @@ def _install_stripe_log_filter() -> None:
 
 class StripeStats:
     """Thread-safe counters of one :class:`StripeApi`: requests by kind, endpoint and status,
-    retries, 429s, time waited on the limiter and the rate reached."""
+    retries, 429s, failures replayed for an idempotency key, time waited on the limiter and the
+    rate reached."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -268,6 +315,7 @@ class StripeStats:
             self.rate_limited = 0
             self.lock_timeouts = 0
             self.refused_live = 0
+            self.replayed_failures = 0
             self.request_seconds = 0.0
             self.first_request_at: float | None = None
             self.last_response_at: float | None = None
@@ -301,6 +349,11 @@ class StripeStats:
         with self._lock:
             self.rate_limited += 1
             self.lock_timeouts += int(lock_timeout)
+
+    def record_replayed_failure(self) -> None:
+        """Count one failure Stripe replayed for an idempotency key (not retried)."""
+        with self._lock:
+            self.replayed_failures += 1
 
     def record_refused_live(self) -> None:
         """Count one write refused by the live-mode guard."""
@@ -361,6 +414,11 @@ def _error_type(err: stripe.StripeError) -> str | None:
     body = err.json_body if isinstance(err.json_body, dict) else {}
     inner = body.get("error") if isinstance(body.get("error"), dict) else {}
     return inner.get("type")
+
+
+def _is_replayed(err: stripe.StripeError) -> bool:
+    """Whether Stripe answered with the saved result of the idempotency key's first request."""
+    return _headers(err).get("idempotent-replayed", "").lower() == "true"
 
 
 def _is_retryable(err: stripe.StripeError) -> bool:
@@ -446,7 +504,9 @@ class StripeApi:
                     result = send(options)
                 except stripe.StripeError as err:
                     ended = time.monotonic()
-                    raise self._failure(endpoint, kind, err, permit, started, ended) from None
+                    raise self._failure(
+                        endpoint, kind, err, permit, started, ended, idempotency_key
+                    ) from None
                 ended = time.monotonic()
                 self.stats.record_request(endpoint, kind, "200", started, ended)
                 self.limiter.record_success(permit)
@@ -477,6 +537,7 @@ class StripeApi:
         permit: Permit,
         started: float,
         ended: float,
+        idempotency_key: str | None = None,
     ) -> StripeApiError:
         status = err.http_status
         if isinstance(err, stripe.APIConnectionError):
@@ -501,6 +562,24 @@ class StripeApi:
                 "STRIPE_SECRET_KEY; the run stops here.",
                 retryable=False,
                 attempts=1,
+                **common,
+            )
+        if idempotency_key and status is not None and _is_replayed(err):
+            # The key's first request failed once executing; Stripe replays that for 24 hours.
+            self.stats.record_replayed_failure()
+            error_type = common["error_type"]
+            return IdempotentReplayedError.from_stripe(
+                err,
+                f"Stripe {endpoint}: HTTP {status} {error_type or 'error'}"
+                + (f"/{err.code}" if err.code else "")
+                + f" replayed for idempotency key {idempotency_key!r}: "
+                f"{err.user_message or '(no message)'} (the key's first request failed after "
+                "Stripe began executing it, and the key will answer the same for 24 hours; check "
+                "Stripe's state, then use a new key)",
+                retryable=False,
+                attempts=1,
+                idempotency_key=redact(idempotency_key),
+                error_message=redact(err.user_message) if err.user_message else None,
                 **common,
             )
         if status == 429:
@@ -699,6 +778,7 @@ class StripeApi:
             "stripe_429s": stats.rate_limited,
             "stripe_lock_timeouts": stats.lock_timeouts,
             "stripe_live_writes_refused": stats.refused_live,
+            "stripe_replayed_failures": stats.replayed_failures,
             "stripe_requests_per_s": round(stats.requests_per_s(), 2),
             "stripe_limiter_wait_s": round(limiter.rate_wait_s, 3),
             "stripe_in_flight_wait_s": round(limiter.in_flight_wait_s, 3),

@@ -17,6 +17,7 @@ import stripe
 from stripe_migration.resources.rate_limit import LimitScope
 from stripe_migration.resources.stripe_api import (
     STRIPE_API_VERSION,
+    IdempotentReplayedError,
     LiveModeRefused,
     StripeApi,
     StripeApiError,
@@ -342,6 +343,96 @@ def test_all_calls_complete_under_twenty_percent_faults_of_every_kind(emulator) 
     assert faults.get("dropped", 0) + faults.get("dropped_after_commit", 0) > 0, faults
     assert api.stats.retries == sum(faults.values())  # each fault cost one attempt, no more
     assert api.stats_metadata()["stripe_calls_failed"] == 0
+
+
+# -- failures Stripe saved for an idempotency key ----------------------------------------------
+
+
+def price_params(product_id: str, amount: int = 2500) -> dict:
+    return {"product": product_id, "currency": "eur", "unit_amount": amount}
+
+
+def test_a_replayed_failure_raises_after_one_request_without_retrying(emulator) -> None:
+    unlimited(emulator)
+    api = resource(emulator, retry_attempts=5).get_client()
+    product = create(api, 1)
+    secret_like = "sk_test_abcdefghijklmnop1234"  # a key-shaped string must not leak from a key
+    key = f"test-create_price-cms-1-{secret_like}"
+    # An earlier run's request with this key failed once Stripe began executing it.
+    emulator.control.fail_next("POST", "/v1/prices", status=500, phase="after_execution")
+    with pytest.raises(stripe.APIError):
+        emulator.client().v1.prices.create(price_params(product.id), {"idempotency_key": key})
+    before = requests_to(emulator.control.stats(), "POST /v1/prices")
+
+    with pytest.raises(IdempotentReplayedError) as caught:
+        api.create_price(price_params(product.id), idempotency_key=key)
+    err = caught.value
+    assert requests_to(emulator.control.stats(), "POST /v1/prices") == before + 1
+    assert err.attempts == 1 and api.stats.retries == 0
+    assert err.http_status == 500 and err.error_type == "api_error" and err.code is None
+    assert err.error_message and "unknown error" in err.error_message
+    assert err.idempotency_key == "test-create_price-cms-1-***"
+    assert err.request_id and err.retryable is False
+    assert isinstance(err, StripeApiError) and isinstance(err, stripe.APIError)
+    for text in (str(err), repr(err), err.idempotency_key, err.http_body):
+        assert secret_like not in text
+    assert "replayed" in str(err) and "POST /v1/prices" in str(err)
+    metadata = api.stats_metadata()
+    assert metadata["stripe_replayed_failures"] == 1 and metadata["stripe_calls_failed"] == 1
+
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is IdempotentReplayedError and str(copy) == str(err)
+    assert (copy.idempotency_key, copy.http_status, copy.error_message) == (
+        err.idempotency_key,
+        500,
+        err.error_message,
+    )
+
+
+@pytest.mark.parametrize(("phase", "prices_made"), [("after_execution", 0), ("after_commit", 1)])
+def test_a_500_saved_on_the_first_attempt_costs_two_requests_not_five(
+    emulator, phase, prices_made
+) -> None:
+    unlimited(emulator)
+    api = resource(emulator, retry_attempts=5).get_client()
+    product = create(api, 1)
+    emulator.control.fail_next("POST", "/v1/prices", status=500, phase=phase)
+    key = idempotency_key("create_price", "cms-1", "2500:eur")
+    with pytest.raises(IdempotentReplayedError) as caught:
+        api.create_price(price_params(product.id), idempotency_key=key)
+    # The first 500 was not (yet) a replay, so it was retried once; the retry got the replay.
+    assert requests_to(emulator.control.stats(), "POST /v1/prices") == 2
+    assert caught.value.attempts == 2 and api.stats.retries == 1
+    # What the failed first request left behind is Stripe's state to check before a new key.
+    ours = [p for p in api.list_prices(product=product.id) if p.unit_amount == 2500]
+    assert len(ours) == prices_made
+
+
+def test_an_ordinary_500_is_still_retried(emulator) -> None:
+    unlimited(emulator)
+    api = resource(emulator, retry_attempts=5).get_client()
+    product = create(api, 1)
+    emulator.control.fail_next("POST", "/v1/prices", status=500, phase="before_execution", count=2)
+    price = api.create_price(
+        price_params(product.id), idempotency_key=idempotency_key("create_price", "cms-1", "x")
+    )
+    assert price.unit_amount == 2500
+    assert requests_to(emulator.control.stats(), "POST /v1/prices") == 3
+    assert api.stats.retries == 2 and api.stats.replayed_failures == 0
+
+
+def test_a_replayed_business_error_is_still_stripe_pythons_class(emulator) -> None:
+    unlimited(emulator)
+    api = resource(emulator).get_client()
+    existing = create(api, 1)
+    key = idempotency_key("create_product", "cms-1", "again")
+    for attempt in (1, 2):
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            api.create_product({**product_params(1), "id": existing.id}, idempotency_key=key)
+        assert caught.value.code == "resource_already_exists"
+        # The first answer is the error itself; the second is its replay.
+        assert isinstance(caught.value, IdempotentReplayedError) == (attempt == 2)
+    assert requests_to(emulator.control.stats(), "POST /v1/products") == 3
 
 
 # -- live-mode guard --------------------------------------------------------------------------

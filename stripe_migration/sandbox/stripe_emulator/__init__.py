@@ -3,8 +3,10 @@
 The official ``stripe`` client talks to it over real HTTP
 (``stripe.StripeClient(key, base_addresses={"api": url})``). It keeps products, prices and events
 in memory, checks requests against Stripe's OpenAPI description, and reproduces Stripe's
-authentication, idempotency keys, rate limits, search lag and signed webhooks, plus injectable
-latency and faults. See :mod:`.app` for the request pipeline and the control endpoints.
+authentication, idempotency keys (first results saved and replayed, failures included, once
+execution began), rate limits, search lag and signed webhooks, plus injectable latency and faults
+(random, or scripted for one request, before execution, after it or after the commit). See
+:mod:`.app` for the request pipeline and the control endpoints, :mod:`.faults` for the faults.
 """
 
 from .app import create_app

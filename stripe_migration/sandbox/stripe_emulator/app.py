@@ -3,16 +3,26 @@
 Each API request goes through these steps: route (404), authenticate (401), concurrency and
 rate limits (429), decode the form parameters, claim its ``Idempotency-Key`` (replay, or
 ``idempotency_error``, or wait for a running request with the same key), simulated latency (the
-key stays held meanwhile, as while Stripe processes a request), injected faults, parameter checks
-against the OpenAPI schema (400, never saved for replay), the operation itself (its result, success
-or error, is saved under the key). The hot path is plain ASGI (no per-request framework objects);
-the control endpoints use Starlette.
+key stays held meanwhile, as while Stripe processes a request), injected faults of the
+``before_execution`` phase (nothing saved), parameter checks against the OpenAPI schema (400, never
+saved for replay), then execution: injected faults of the ``after_execution`` phase (the error is
+the result) or the operation itself followed by those of the ``after_commit`` phase (the write
+stands, the error is the result). From execution on, the result, success or error, is saved under
+the key and replayed, as Stripe documents (https://docs.stripe.com/idempotency; see
+:mod:`.idempotency` and :mod:`.faults`). A replay carries ``Idempotent-Replayed: true``,
+``Original-Request`` and the first request's ``Request-Id``. The hot path is plain ASGI (no
+per-request framework objects); the control endpoints use Starlette.
 
 Control endpoints need no key (the emulator is meant for loopback only): ``GET /_emulator/health``,
 ``GET /_emulator/stats``, ``POST /_emulator/reset`` (optional JSON ``{"keep_config": true}``;
 otherwise the config the app was created with is restored), ``GET``/``POST /_emulator/config``
 (JSON settings to change, see :class:`EmulatorConfig`), ``GET /_emulator/objects/{type}`` with type
-``product``, ``price`` or ``event`` (oldest first).
+``product``, ``price`` or ``event`` (oldest first), and the scripted faults: ``POST
+/_emulator/faults`` (JSON ``{"method": "POST", "path": "/v1/prices", "status": 500, "phase":
+"after_commit", "count": 1}``, or an ``idempotency_key`` instead of or with the path; see
+:class:`~.faults.ScriptedFaults`) arms one and answers it with its ``id``, ``GET
+/_emulator/faults`` lists those still armed, ``DELETE /_emulator/faults`` disarms them all (so does
+a reset).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hmac
 import json
 import random
@@ -37,7 +48,17 @@ from starlette.routing import Route
 
 from .config import EmulatorConfig, redact_key
 from .errors import ApiError
-from .faults import Fault, choose_fault, drop_connection, fault_error, wait_for_disconnect
+from .faults import (
+    AFTER_COMMIT,
+    AFTER_EXECUTION,
+    BEFORE_EXECUTION,
+    Fault,
+    ScriptedFaults,
+    choose_fault,
+    drop_connection,
+    fault_error,
+    wait_for_disconnect,
+)
 from .forms import decode
 from .idempotency import IdempotencyStore, SavedResult
 from .limits import RateLimiter
@@ -47,6 +68,8 @@ from .store import new_id
 from .validation import SpecValidator
 from .webhooks import WebhookDispatcher
 
+_EARLY = (BEFORE_EXECUTION,)
+_LATE = (AFTER_EXECUTION, AFTER_COMMIT)
 _RATE_LIMIT_MESSAGES = {
     "global-concurrency": "Too many concurrent requests. Learn more about rate limits here "
     "https://stripe.com/docs/rate-limits.",
@@ -59,11 +82,13 @@ _RATE_LIMIT_MESSAGE = (
 
 @dataclass
 class Reply:
-    """A response to send: status, JSON body bytes and extra headers."""
+    """A response to send: status, JSON body bytes, extra headers, and the ``Request-Id`` to send
+    when it is not the request's own (a replay sends the first request's)."""
 
     status: int
     body: bytes
     headers: list[tuple[bytes, bytes]]
+    request_id: str | None = None
 
 
 def _dumps(obj: Any) -> bytes:
@@ -107,6 +132,7 @@ class Emulator:
         self.limiter = RateLimiter(config)
         self.rng = random.Random(config.seed)
         self.idempotency = IdempotencyStore(config.idempotency_ttl_s, config.idempotency_max_keys)
+        self.scripted_faults = ScriptedFaults()
         self.webhooks = WebhookDispatcher()
         self.state = StripeState(lambda: self.config, self._on_event)
         self.validator = SpecValidator()
@@ -129,9 +155,11 @@ class Emulator:
         self.idempotency.max_keys = config.idempotency_max_keys
 
     def reset(self, keep_config: bool = False) -> None:
-        """Forget all objects, events, idempotency keys and counters; restore the first config."""
+        """Forget all objects, events, idempotency keys, scripted faults and counters; restore
+        the first config."""
         self.state.clear()
         self.idempotency.clear()
+        self.scripted_faults.clear()
         self.webhooks.clear()
         self.stats.reset(in_flight=self.stats.in_flight)
         self._apply(self.config if keep_config else self.initial_config)
@@ -191,7 +219,7 @@ class Emulator:
             out_headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(reply.body)).encode()),
-                (b"request-id", request_id.encode()),
+                (b"request-id", (reply.request_id or request_id).encode()),
                 (
                     b"stripe-version",
                     (headers.get("stripe-version") or self.config.api_version).encode(),
@@ -275,6 +303,7 @@ class Emulator:
                 )
             )
         operation, path_params = match
+        template = operation.split(" ", 1)[1]
         key = headers.get("idempotency-key") if method == "POST" else None
         claimed = False
         fault = None
@@ -300,6 +329,8 @@ class Emulator:
                 await asyncio.sleep(delay_ms / 1000.0)
             if saved is not None:
                 self.stats.idempotent_replays += 1
+                if saved.status >= 400:
+                    self.stats.idempotent_failure_replays += 1
                 return operation, Reply(
                     saved.status,
                     saved.body,
@@ -308,19 +339,43 @@ class Emulator:
                         (b"idempotent-replayed", b"true"),
                         (b"original-request", saved.request_id.encode()),
                     ],
+                    request_id=saved.request_id,
                 )
-            fault = choose_fault(config, self.rng, operation, method)
+            # Faults before execution: nothing happens, nothing is saved under the key.
+            scripted = self.scripted_faults.take(_EARLY, method, path, template, key)
+            if scripted is not None:
+                self.stats.count_fault(str(scripted.status), scripted.phase)
+                raise scripted.error()
+            late_error: tuple[str, ApiError] | None = None
+            if self.scripted_faults.find(_LATE, method, path, template, key) is None:
+                fault = choose_fault(config, self.rng, operation, method)
             if fault is not None:
-                self.stats.faults[fault.value] += 1
-            if fault in (Fault.ERROR_500, Fault.ERROR_503):
-                raise fault_error(fault)
+                is_error = fault in (Fault.ERROR_500, Fault.ERROR_503)
+                phase = config.fault_phase if is_error else None
+                self.stats.count_fault(fault.value, phase)
+                if phase == BEFORE_EXECUTION:
+                    raise fault_error(fault)
+                if phase is not None:
+                    late_error = (phase, fault_error(fault, phase))
             if fault is Fault.DROP:
                 await drop_connection(send, receive)
                 return operation, None
+            # Parameter errors raise here, before execution begins: never saved for replay.
+            checked = self.validator.validate(operation, params)
+            # Execution has begun: from here on the result is saved under the key.
+            scripted = self.scripted_faults.take(_LATE, method, path, template, key)
+            if scripted is not None:
+                self.stats.count_fault(str(scripted.status), scripted.phase)
+                late_error = (scripted.phase, scripted.error())
             ctx = RequestContext(request_id, key)
-            reply = self._execute(
-                operation, params, path_params, ctx, (path, fingerprint) if claimed else None
-            )
+            if late_error is not None and late_error[0] == AFTER_EXECUTION:
+                reply = self._error(late_error[1])
+            else:
+                reply = self._run(operation, checked, path_params, ctx)
+                if late_error is not None:  # after the commit: the write (if any) stands
+                    reply = self._error(late_error[1])
+            if claimed and key is not None:
+                self._save(key, operation, path, fingerprint, reply, request_id)
         except ApiError as exc:
             return operation, self._error(exc)
         finally:
@@ -349,36 +404,36 @@ class Emulator:
             )
         return decode(body.decode("utf-8", errors="replace"))
 
-    def _execute(
+    def _run(
         self,
         operation: str,
-        params: dict[str, Any],
+        checked: dict[str, Any],
         path_params: dict[str, str],
         ctx: RequestContext,
-        save_as: tuple[str, str] | None = None,
     ) -> Reply:
-        # Parameter errors raise before anything runs, so they are never saved for replay.
-        checked = self.validator.validate(operation, params)
+        """Run an operation on checked parameters; its own errors are its result."""
         try:
             result = self.state.handlers[operation](checked, path_params, ctx)
-            reply = Reply(200, _dumps(result), [])
         except ApiError as exc:
-            reply = self._error(exc)
-        if save_as is not None and ctx.idempotency_key is not None:
-            path, fingerprint = save_as
-            self.idempotency.save(
-                SavedResult(
-                    key=ctx.idempotency_key,
-                    operation=operation,
-                    path=path,
-                    fingerprint=fingerprint,
-                    status=reply.status,
-                    body=reply.body,
-                    request_id=ctx.request_id,
-                    saved_at=time.monotonic(),
-                ),
-            )
-        return reply
+            return self._error(exc)
+        return Reply(200, _dumps(result), [])
+
+    def _save(
+        self, key: str, operation: str, path: str, fingerprint: str, reply: Reply, request_id: str
+    ) -> None:
+        """Save the result of a request that began executing, for replay under ``key``."""
+        self.idempotency.save(
+            SavedResult(
+                key=key,
+                operation=operation,
+                path=path,
+                fingerprint=fingerprint,
+                status=reply.status,
+                body=reply.body,
+                request_id=request_id,
+                saved_at=time.monotonic(),
+            ),
+        )
 
 
 class EmulatorApp(Starlette):
@@ -420,6 +475,23 @@ def _control_routes(emulator: Emulator) -> list[Route]:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(config.public_dict())
 
+    async def list_faults(request: Request) -> JSONResponse:
+        return JSONResponse(emulator.scripted_faults.snapshot())
+
+    async def add_fault(request: Request) -> JSONResponse:
+        try:
+            spec = json.loads(await request.body() or b"{}")
+            if not isinstance(spec, dict):
+                raise ValueError("the body must be a JSON object describing the fault")
+            fault = emulator.scripted_faults.add(spec)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(dataclasses.asdict(fault))
+
+    async def clear_faults(request: Request) -> JSONResponse:
+        emulator.scripted_faults.clear()
+        return JSONResponse({"ok": True})
+
     async def objects(request: Request) -> JSONResponse:
         kind = request.path_params["kind"].rstrip("s")
         try:
@@ -437,6 +509,9 @@ def _control_routes(emulator: Emulator) -> list[Route]:
         Route("/_emulator/reset", reset, methods=["POST"]),
         Route("/_emulator/config", get_config, methods=["GET"]),
         Route("/_emulator/config", set_config, methods=["POST"]),
+        Route("/_emulator/faults", list_faults, methods=["GET"]),
+        Route("/_emulator/faults", add_fault, methods=["POST"]),
+        Route("/_emulator/faults", clear_faults, methods=["DELETE"]),
         Route("/_emulator/objects/{kind}", objects, methods=["GET"]),
     ]
 

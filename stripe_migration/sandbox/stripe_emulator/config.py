@@ -15,6 +15,8 @@ DEFAULT_SECRET_KEY = "sk_test_emulator_local"
 DEFAULT_WEBHOOK_SECRET = "whsec_emulator_local"
 DEFAULT_API_VERSION = "2026-08-26.dahlia"
 _IDEMPOTENCY_MODES = ("wait", "conflict")
+#: When an injected error happens, relative to the request's execution (see :mod:`.faults`).
+FAULT_PHASES = ("before_execution", "after_execution", "after_commit")
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,11 @@ class EmulatorConfig:
     Faults (``fault_*_rate``, probabilities per request, limited to ``fault_operations`` if set):
     500 and 503 ``api_error``; a dropped connection (for POSTs, the fraction ``drop_after_commit``
     of drops happen after the object was stored); an answer held back ``slow_response_s``. ``seed``
-    makes the draws repeatable.
+    makes the draws repeatable. ``fault_phase`` says when the injected 500s and 503s happen:
+    ``"before_execution"`` (nothing done, nothing saved under the idempotency key: a retry with
+    the same key runs the request), ``"after_execution"`` (the operation began, wrote nothing, and
+    the error is saved and replayed for the key) or ``"after_commit"`` (the write happened, then
+    the error was saved and is replayed for the key); see :mod:`.faults`.
 
     ``search_lag_s``: how long after a write search sees it. ``idempotency_ttl_s``: how long
     idempotency keys are kept; ``idempotency_in_progress``: ``"wait"`` (a second request with a
@@ -65,6 +71,7 @@ class EmulatorConfig:
     drop_after_commit: float = 0.0
     slow_response_s: float = 30.0
     fault_operations: tuple[str, ...] = ()
+    fault_phase: str = "before_execution"
     seed: int | None = None
 
     search_lag_s: float = 1.0
@@ -123,6 +130,10 @@ class EmulatorConfig:
         )
         if total > 1.0 + 1e-9:
             raise ValueError(f"fault rates: their sum must be <= 1, got {total:.3f}")
+        if self.fault_phase not in FAULT_PHASES:
+            raise ValueError(
+                f"fault_phase: must be one of {FAULT_PHASES}, got {self.fault_phase!r}"
+            )
         if self.idempotency_in_progress not in _IDEMPOTENCY_MODES:
             raise ValueError(
                 f"idempotency_in_progress: must be one of {_IDEMPOTENCY_MODES}, "

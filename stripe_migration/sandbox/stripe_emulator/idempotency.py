@@ -1,9 +1,23 @@
 """Stripe's idempotency keys: replay the first result, refuse reuse with other parameters.
 
-Results are saved once a request has started executing (success or a business error); requests
-refused earlier (authentication, rate limit, parameter validation, injected 5xx) save nothing, as on
-Stripe. Keys expire after ``ttl_s``. Two requests with the same key never run at once: the second
-waits for the first and then replays it (``mode="wait"``), or gets Stripe's 409
+As on Stripe's API v1, the status code and body of the first request made with a key are saved
+once the endpoint has started executing, whether it succeeded or failed, and every later request
+with the key gets them back (with ``Idempotent-Replayed: true``, ``Original-Request`` and the
+original ``Request-Id``) until the key expires after ``ttl_s`` (Stripe: 24 hours). Stripe
+(https://docs.stripe.com/idempotency): "Stripe's idempotency works by saving the resulting status
+code and body of the first request made for any given idempotency key, regardless of whether it
+succeeds or fails. Subsequent requests with the same key return the same result, including 500
+errors." and "We save results only after the execution of an endpoint begins." The same page goes
+on: when the parameters fail validation, or the request conflicts with another one running
+concurrently, nothing is saved and the request can be retried.
+
+Saved, then: successes, errors raised by the operation itself (``resource_already_exists``, a
+default price that cannot be archived...), and injected errors of the ``after_execution`` and
+``after_commit`` phases (:mod:`.faults`). Not saved: requests refused before execution
+(authentication, rate limits, parameter validation against the OpenAPI schema, a key reused with
+other parameters, injected errors of the ``before_execution`` phase, dropped connections before the
+commit) and the 409 of a concurrent request. Two requests with the same key never run at once: the
+second waits for the first and then replays it (``mode="wait"``), or gets Stripe's 409
 ``idempotency_key_in_use`` (``mode="conflict"``).
 """
 
