@@ -22,7 +22,12 @@ SUPABASE_WRITE_CHUNK_SIZE = 500
 
 #: Price limits in minor units (cents): Stripe's own minimum is 50 cents for most currencies.
 MIN_UNIT_AMOUNT_CENTS = 50
-MAX_UNIT_AMOUNT_CENTS = 100_000_000
+#: Stripe's maximum, in any currency: "The amount value supports up to eight digits (e.g., a value
+#: of 99999999 for a USD charge of $999,999.99)" (stripe-openapi-spec3.json: ``amount`` of the
+#: ``payment_intent`` object and of ``POST /v1/payment_intents``; Stripe's currencies page,
+#: https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts). ``POST /v1/prices``
+#: gives ``unit_amount`` no maximum, but a price above this could never be charged.
+MAX_UNIT_AMOUNT_CENTS = 99_999_999
 
 #: Stripe's published limits: per account (live 100/s, sandbox 25/s) and per endpoint.
 STRIPE_SANDBOX_REQUESTS_PER_SECOND = 25.0

@@ -24,21 +24,31 @@ step its minor-unit amounts must be a multiple of (Stripe's "special cases").
    * - ``" 19.99 "`` (usd)
      - 1999
      - surrounding whitespace (including no-break spaces) is trimmed
-   * - ``19.990`` (usd)
-     - 1999
-     - trailing zeros do not add precision
+   * - ``19.9900`` / ``0.500`` / ``.500`` (usd)
+     - 1999 / 50 / 50
+     - trailing zeros do not add precision; four digits after the dot, or nothing but 0 before
+       it, cannot be a thousands group
    * - ``12,50`` / ``12,5`` (eur)
      - 1250
      - decimal comma: exactly one comma, 1 or 2 digits after it, no dot
    * - ``1,234`` (usd)
      - refused
      - ambiguous: thousands separator or decimal comma?
+   * - ``1.000`` / ``2.500`` (usd, eur), ``100.000`` (jpy), ``19.990`` (usd)
+     - refused
+     - ambiguous: a dot before exactly three digits may be a thousands separator (1000, 2500)
+   * - ``1.000`` / ``5.120`` (kwd)
+     - 1000 / 5120
+     - three-decimal currency (bhd, jod, kwd, omr, tnd): three digits after the dot are its decimals
    * - ``1,234.56`` / ``1.234,56`` / ``1 234,56`` / ``1'234.56``
      - 123456
      - thousands groups of exactly 3 digits, then a decimal part with the *other* separator
    * - ``1,234,567`` / ``1.234.567`` / ``1 234 567``
      - 123456700
      - several groups (or spaces) can only be thousands separators
+   * - ``12.500,00`` / ``1.000,50`` (eur)
+     - 1250000 / 100050
+     - dot groups, then a decimal comma: the dot can only be a thousands separator
    * - ``€ 12.50`` / ``12.50 EUR`` / ``eur12.50`` (eur)
      - 1250
      - a symbol or ISO code, before or after, that matches the row's currency
@@ -51,7 +61,7 @@ step its minor-unit amounts must be a multiple of (Stripe's "special cases").
    * - ``15.5`` (jpy)
      - refused
      - more decimals than the currency has
-   * - ``19.999`` (usd)
+   * - ``19.9999`` / ``0.999`` (usd)
      - refused
      - fractional cents
    * - ``5.125`` (kwd)
@@ -60,6 +70,9 @@ step its minor-unit amounts must be a multiple of (Stripe's "special cases").
    * - ``1200.50`` (isk)
      - refused
      - ISK is two-decimal in the API but only whole krónur are allowed (Stripe)
+   * - ``1e8`` / ``1E3`` / ``2.5e2``
+     - refused
+     - scientific notation: an exponent is never a way editors type a price
    * - ``-5``, ``$-5``, ``NaN``, ``Infinity``, ``12.5.0``, ``""``, ``+5``
      - refused
      - negative, not finite, not a number, empty
@@ -67,7 +80,7 @@ step its minor-unit amounts must be a multiple of (Stripe's "special cases").
      - 1999 / 1999 / 1900
      - floats go through ``repr`` (shortest round-trip), so 19.99 is read as written
 
-Range limits (the 50 minimum, the 100,000,000 maximum) are not the parser's business: the validation
+Range limits (the 50 minimum, the 99,999,999 maximum) are not the parser's business: the validation
 in :mod:`stripe_migration.catalog.schema` applies them from the settings.
 """
 
@@ -210,6 +223,11 @@ _SUFFIX = re.compile(rf"^(?P<rest>.*?)\s*{_MARKER}$", re.DOTALL)
 _DOT_DECIMAL = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$", re.ASCII)
 _COMMA_DECIMAL = re.compile(r"^(?P<int>\d+),(?P<frac>\d{1,2})$", re.ASCII)
 _AMBIGUOUS_COMMA = re.compile(r"^\d{1,3},\d{3}$", re.ASCII)
+# A dot before exactly three digits, after 1-3 digits not starting with 0 ("1.000", "19.990"):
+# a thousands separator as often as a decimal point. "0.500" and ".500" cannot be thousands.
+_AMBIGUOUS_DOT = re.compile(r"^[1-9]\d{0,2}\.\d{3}$", re.ASCII)
+# A mantissa (with a dot or a comma) and an exponent: "1e8", "1E3", "2.5e2", "1,5e-2".
+_SCIENTIFIC = re.compile(r"^(?=[.,]?\d)\d*(?:[.,]\d*)?[eE][+-]?\d+$", re.ASCII)
 # Thousands groups: 1-3 digits, then groups of exactly 3 with one separator, then an optional
 # decimal part introduced by a different separator (checked in code).
 _GROUPED = re.compile(
@@ -270,8 +288,26 @@ def _strip_markers(raw: str, text: str, currency: str) -> tuple[str, bool]:
     return text, negative
 
 
-def _number_text_to_decimal(raw: str, text: str) -> Decimal:
+def _number_text_to_decimal(raw: str, text: str, currency: str) -> Decimal:
     """Read the bare number (markers and sign removed) as a Decimal, refusing ambiguity."""
+    if _SCIENTIFIC.match(text):
+        raise PriceError(
+            f"{_show(raw)} is in scientific notation; write the amount in plain digits"
+        )
+    rule = CURRENCIES[currency]
+    # Three decimals settle it for a three-decimal currency: 1.000 KWD is one dinar.
+    if rule.decimals != 3 and _AMBIGUOUS_DOT.match(text):
+        if rule.step == 10**rule.decimals:  # jpy and the other zero-decimal ones, isk
+            advice = f"{currency} prices are whole units: write it without the dot (1234)"
+        else:
+            advice = (
+                f"write it without the dot if it is thousands (1234), or with at most "
+                f"{rule.decimals} decimals if it is not (1.23)"
+            )
+        raise PriceError(
+            f"{_show(raw)} is ambiguous: the dot may be a thousands separator or a decimal "
+            f"point; {advice}"
+        )
     if _DOT_DECIMAL.match(text):
         return Decimal(text)
     if match := _COMMA_DECIMAL.match(text):
@@ -314,7 +350,7 @@ def _to_decimal(raw: object, currency: str) -> Decimal:
         if text.lower().lstrip("-\u2212") in _NOT_FINITE:
             raise PriceError(f"{_show(raw)} is not a finite number")
         number, negative = _strip_markers(raw, text, currency)
-        value = _number_text_to_decimal(raw, number)
+        value = _number_text_to_decimal(raw, number, currency)
         if negative and value != 0:
             raise PriceError(f"{_show(raw)} is negative")
         return value

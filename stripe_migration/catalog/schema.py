@@ -25,15 +25,19 @@ each image URL                5,000      ``product.images.items.maxLength``; abs
 metadata keys                 50         Stripe metadata docs (``cms_id`` counts as one)
 metadata key length           40         Stripe metadata docs; no ``[`` or ``]``
 metadata value length         500        ``product.metadata.additionalProperties.maxLength``
-unit_amount (minor units)     50 .. 1e8  settings (``min_unit_amount_cents``/``max_unit_amount_cents``)
+unit_amount (minor units)     50 ..      settings (``min_unit_amount_cents``/``max_unit_amount_cents``);
+                              99999999   the default maximum is Stripe's eight digits (``amount``
+                                         of ``POST /v1/payment_intents``)
 currency                      list       :data:`~stripe_migration.catalog.prices.CURRENCIES`
 ============================  =========  =======================================================
 
 Strings holding a NUL character or a lone UTF-16 surrogate are refused: PostgreSQL cannot store the
 first, UTF-8 (and so Stripe's form encoding) cannot carry the second. Empty descriptions become
 None; metadata values that are None or ``""`` are dropped (an empty value means "unset" to Stripe);
-numbers and booleans in metadata become strings (``2`` → ``"2"``, ``true`` → ``"true"``); nested
-objects and lists are refused.
+numbers and booleans in metadata become strings (``2`` → ``"2"``, ``true`` → ``"true"``), a number
+as the JSON text the CMS holds (``12345678901234567890.5`` and ``1.10`` stay as written: the
+Supabase read keeps that text, see :class:`~stripe_migration.resources.supabase_db.JsonFloat`);
+nested objects and lists are refused.
 """
 
 from __future__ import annotations
@@ -131,6 +135,7 @@ _VALID_DTYPES: dict[str, str] = {
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+_FINITE_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -303,6 +308,11 @@ def _quote(value: object, max_chars: int = 40) -> str:
     return '"' + text.replace('"', '\\"') + '"'
 
 
+def _type_name(value: object) -> str:
+    """The type a reason names: a number read from JSON is a float, whichever class carries it."""
+    return "float" if isinstance(value, float) else type(value).__name__
+
+
 def _is_missing(value: object) -> bool:
     """True for None and pandas/numpy missing markers (NaN, NaT, pd.NA)."""
     if value is None or value is pd.NA or value is pd.NaT:
@@ -325,7 +335,7 @@ def _check_name(value: object, reasons: list[str]) -> str | None:
         reasons.append("name: is missing")
         return None
     if not isinstance(value, str):
-        reasons.append(f"name: must be text, got {type(value).__name__}")
+        reasons.append(f"name: must be text, got {_type_name(value)}")
         return None
     name = value.strip()
     if problem := _text_problem(name):
@@ -341,7 +351,7 @@ def _check_description(value: object, reasons: list[str]) -> str | None:
     if _is_missing(value):
         return None
     if not isinstance(value, str):
-        reasons.append(f"description: must be text, got {type(value).__name__}")
+        reasons.append(f"description: must be text, got {_type_name(value)}")
         return None
     description = value.strip()
     if problem := _text_problem(description):
@@ -361,7 +371,7 @@ def _check_currency(value: object, rules: ValidationRules, reasons: list[str]) -
         reasons.append("currency: is missing")
         return None
     if not isinstance(value, str):
-        reasons.append(f"currency: must be text, got {type(value).__name__}")
+        reasons.append(f"currency: must be text, got {_type_name(value)}")
         return None
     code = value.strip().lower()
     if code not in rules.supported_currencies or code not in SUPPORTED_CURRENCIES:
@@ -425,7 +435,7 @@ def _check_images(value: object, reasons: list[str]) -> list[str] | None:
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, list | tuple):
-        reasons.append(f"images: must be a list of URLs, got {type(value).__name__}")
+        reasons.append(f"images: must be a list of URLs, got {_type_name(value)}")
         return None
     if len(value) > MAX_IMAGES:
         reasons.append(f"images: {len(value)} images, at most {MAX_IMAGES} allowed")
@@ -434,7 +444,7 @@ def _check_images(value: object, reasons: list[str]) -> list[str] | None:
     ok = True
     for position, item in enumerate(value):
         if not isinstance(item, str):
-            reasons.append(f"images[{position}]: must be a URL, got {type(item).__name__}")
+            reasons.append(f"images[{position}]: must be a URL, got {_type_name(item)}")
             ok = False
             continue
         url = item.strip()
@@ -461,16 +471,18 @@ def _metadata_value(key: str, value: object, reasons: list[str]) -> str | None:
             return None
         text = str(value)
     elif isinstance(value, float | np.floating):
-        if not math.isfinite(value):
+        # A number the Supabase read decoded is a float whose str() is its exact JSON text
+        # ("12345678901234567890.5", "1.10"); a plain float's str() is its shortest round trip.
+        text = str(value) if isinstance(value, float) else repr(float(value))
+        if not _FINITE_NUMBER.match(text):
             reasons.append(f"{label}: {value} is not a finite number")
             return None
-        text = repr(float(value))
     elif isinstance(value, Mapping | list | tuple):
         kind = "an object" if isinstance(value, Mapping) else "a list"
         reasons.append(f"{label}: value is {kind}; Stripe metadata values are strings")
         return None
     else:
-        reasons.append(f"{label}: value has unsupported type {type(value).__name__}")
+        reasons.append(f"{label}: value has unsupported type {_type_name(value)}")
         return None
     if problem := _text_problem(text):
         reasons.append(f"{label}: value {problem}")
@@ -487,7 +499,7 @@ def _check_metadata(value: object, cms_id: str | None, reasons: list[str]) -> di
     if _is_missing(value):
         value = {}
     if not isinstance(value, Mapping):
-        reasons.append(f"metadata: must be an object, got {type(value).__name__}")
+        reasons.append(f"metadata: must be an object, got {_type_name(value)}")
         return None
     metadata: dict[str, str] = {}
     ok = True

@@ -8,6 +8,10 @@ through supabase-py, with retries on 5xx and connection errors only.
 - **Writes** upsert on the primary key, one request per chunk (500 rows by default, so 5,000 rows
   are 10 requests), returning nothing. Every row of a chunk must have the same columns, because
   PostgREST sets the union of a chunk's columns on conflict.
+- **Numbers** in what a read returns are exact: a JSON number with a fraction or an exponent (a
+  ``numeric`` column, a number inside ``jsonb``) is a :class:`JsonFloat`, a float whose ``str()``
+  is the number's text as PostgreSQL wrote it (``12345678901234567890.5``, ``1.10``); integers are
+  Python ints. postgrest-py decodes bodies with plain floats, so reads decode the body again.
 - **Errors**: 5xx and connection errors are retried with backoff (tenacity); 401, 404 and 400 raise
   :class:`SupabaseError` at once with a message that names the table. supabase-py's own retries
   are off, so a request is retried in one place only.
@@ -18,6 +22,7 @@ event hook), which gives the per-step statistics and lets tests check how a read
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -152,24 +157,44 @@ def _error_message(table: str, status: int | None, err: APIError) -> str:
     return f"Supabase request on {what} failed (HTTP {status}, {err.code}): {detail}"
 
 
+class JsonFloat(float):
+    """A JSON number with a fraction or an exponent, as a read decodes it: the nearest float for
+    arithmetic, ``repr()``, JSON encoding and pandas (as before), and its exact JSON text as
+    ``str()`` and :attr:`text`, which a binary float cannot hold (``12345678901234567890.5``
+    reads as 1.2345678901234567e+19, ``1.10`` as 1.1). Pickles with its text."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> JsonFloat:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __reduce__(self) -> tuple[type[JsonFloat], tuple[str]]:
+        return (type(self), (self.text,))
+
+
 def _parse_int(text: str) -> int | Decimal:
     # int() refuses more than 4300 digits (sys.get_int_max_str_digits); a jsonb number may have
     # 131,072. Decimal has no such limit, and validation refuses the value with a reason.
     return int(text) if len(text) <= 4000 else Decimal(text)
 
 
-def _decoded_rows(table: str, data: Any) -> list[dict[str, Any]]:
-    """The rows of a read. postgrest-py returns the body as text when ``json.loads`` fails, which
-    it does on a row holding a jsonb number too long for ``int()``: decode that text here."""
-    if isinstance(data, str):
-        try:
-            data = json.loads(data, parse_int=_parse_int)
-        except ValueError as exc:
-            raise SupabaseError(
-                f"Supabase answered a read of table {table!r} with a body that is not JSON "
-                f"({type(exc).__name__})",
-                table=table,
-            ) from None
+def _decoded_rows(table: str, body: bytes) -> list[dict[str, Any]]:
+    """The rows of a read, decoded from the response body with exact numbers: fractions and
+    exponents as :class:`JsonFloat`, integers as ints (Decimals past what ``int()`` reads)."""
+    try:
+        data = json.loads(body, parse_float=JsonFloat, parse_int=_parse_int)
+    except ValueError as exc:
+        raise SupabaseError(
+            f"Supabase answered a read of table {table!r} with a body that is not JSON "
+            f"({type(exc).__name__})",
+            table=table,
+        ) from None
     if not isinstance(data, list):
         raise SupabaseError(
             f"Supabase answered a read of table {table!r} with {type(data).__name__}, not rows",
@@ -213,14 +238,26 @@ class SupabaseDb:
 
     def _on_response(self, response: httpx.Response) -> None:
         # httpx runs event hooks in the thread that sent the request, so the status can be
-        # handed to the code that sees postgrest's exception (which does not carry it).
+        # handed to the code that sees postgrest's exception (which does not carry it), and the
+        # response to a read that decodes the body itself (see _read_page).
         self._status.value = response.status_code
+        self._status.response = response
         request = response.request
         self.stats.record_request(request.method, str(request.url), str(response.status_code))
+
+    def _read_page(self, table: str, query: Any) -> list[dict[str, Any]]:
+        """Run a select and return its rows with exact numbers (see :func:`_decoded_rows`)."""
+        query.execute()  # raises APIError on an error answer; its float-decoded data is dropped
+        response: httpx.Response | None = getattr(self._status, "response", None)
+        self._status.response = None
+        if response is None:  # pragma: no cover - the hook sees every response of the client
+            raise SupabaseError(f"no response recorded for a read of {table!r}", table=table)
+        return _decoded_rows(table, response.content)
 
     def _execute(self, table: str, run: Callable[[], T], *, retry: bool = True) -> T:
         def attempt() -> T:
             self._status.value = None
+            self._status.response = None
             try:
                 return run()
             except APIError as err:
@@ -317,7 +354,7 @@ class SupabaseDb:
             if last is not None:
                 query = query.gt(key, last)
             query = query.order(key).limit(size)
-            rows = _decoded_rows(table, self._execute(table, query.execute).data)
+            rows = self._execute(table, functools.partial(self._read_page, table, query))
             if not rows:
                 return
             self.stats.add(rows_read=len(rows))

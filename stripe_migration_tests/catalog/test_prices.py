@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -26,7 +27,7 @@ from stripe_migration.catalog.prices import (
         ("\u00a019.99\t", "usd", 1999),
         ("19.", "usd", 1900),
         (".99", "usd", 99),
-        ("19.990", "usd", 1999),
+        ("19.9900", "usd", 1999),
         ("0.50", "usd", 50),
         ("12,50", "eur", 1250),
         ("12,5", "eur", 1250),
@@ -85,7 +86,8 @@ def test_accepted_text(raw: str, currency: str, expected: int) -> None:
         ("NaN", "usd", "not a finite number"),
         ("Infinity", "usd", "not a finite number"),
         ("-inf", "usd", "not a finite number"),
-        ("19.999", "usd", "more decimals than usd allows (at most 2 decimals)"),
+        ("19.9999", "usd", "more decimals than usd allows (at most 2 decimals)"),
+        ("0.999", "usd", "more decimals than usd allows (at most 2 decimals)"),
         ("15.5", "jpy", "more decimals than jpy allows (no decimals)"),
         ("12,50", "jpy", "more decimals than jpy allows"),
         ("5.125", "kwd", "third decimal"),
@@ -93,7 +95,6 @@ def test_accepted_text(raw: str, currency: str, expected: int) -> None:
         ("", "usd", "is empty"),
         ("   ", "usd", "is empty"),
         ("+5", "usd", "is not a number"),
-        ("1e5", "usd", "is not a number"),
         ("(5.00)", "usd", "is not a number"),
         ("twelve", "usd", "is not a number"),
         ("\uff11\uff12", "usd", "is not a number"),  # full-width digits
@@ -105,6 +106,92 @@ def test_refused_text(raw: str, currency: str, message: str) -> None:
     with pytest.raises(PriceError) as caught:
         parse_price_to_cents(raw, currency)
     assert message in str(caught.value)
+
+
+AMBIGUOUS_DOT = "is ambiguous: the dot may be a thousands separator or a decimal point"
+
+
+@pytest.mark.parametrize(
+    ("raw", "currency"),
+    [
+        ("1.000", "usd"),
+        ("2.500", "eur"),
+        ("19.990", "usd"),
+        ("19.999", "usd"),
+        ("999.999", "gbp"),
+        ("€ 2.500", "eur"),
+        ("2.500 EUR", "eur"),
+        ("100.000", "jpy"),
+        ("1.500", "isk"),
+    ],
+)
+def test_a_dot_before_three_digits_is_refused_as_ambiguous(raw: str, currency: str) -> None:
+    # Read as a decimal point, 1.000 was 1.00 and 2.500 was 2.50: a thousand times less than
+    # the 1000 and 2500 an editor writing a thousands separator meant.
+    with pytest.raises(PriceError) as caught:
+        parse_price_to_cents(raw, currency)
+    assert str(caught.value).startswith(f'"{raw}" {AMBIGUOUS_DOT}; ')
+
+
+@pytest.mark.parametrize(
+    ("raw", "currency", "advice"),
+    [
+        ("1.000", "usd", "without the dot if it is thousands (1234), or with at most 2 decimals"),
+        ("100.000", "jpy", "jpy prices are whole units: write it without the dot (1234)"),
+        ("1.500", "isk", "isk prices are whole units"),
+    ],
+)
+def test_the_ambiguity_reason_says_what_to_write(raw: str, currency: str, advice: str) -> None:
+    with pytest.raises(PriceError, match=re.escape(advice)):
+        parse_price_to_cents(raw, currency)
+
+
+@pytest.mark.parametrize(
+    ("raw", "currency", "expected"),
+    [
+        # Three-decimal currencies: three digits after the dot are plainly their decimals.
+        ("1.000", "kwd", 1000),
+        ("1.000", "bhd", 1000),
+        ("2.500", "jod", 2500),
+        ("12.340", "omr", 12340),
+        ("KWD 1.000", "kwd", 1000),
+        # The dot can only be a thousands separator: several groups, or a decimal comma after.
+        ("1.000.000", "usd", 100000000),
+        ("12.500,00", "eur", 1250000),
+        ("1.000,50", "eur", 100050),
+        # The dot can only be a decimal point: no integer part, a 0 before it, or more or fewer
+        # than three digits after it, or more than three before it.
+        ("0.500", "usd", 50),
+        (".500", "usd", 50),
+        ("19.9900", "usd", 1999),
+        ("19.90", "usd", 1990),
+        ("1234.500", "usd", 123450),
+    ],
+)
+def test_an_unambiguous_dot_keeps_its_reading(raw: str, currency: str, expected: int) -> None:
+    assert parse_price_to_cents(raw, currency) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "currency"),
+    [
+        ("1e8", "usd"),
+        ("1E3", "usd"),
+        ("2.5e2", "usd"),
+        ("1e-2", "usd"),
+        ("1E+3", "usd"),
+        ("1,5e2", "eur"),
+        ("€ 1e3", "eur"),
+        ("1e3 EUR", "eur"),
+        ("1e3", "jpy"),
+    ],
+)
+def test_scientific_notation_is_refused_with_its_reason(raw: str, currency: str) -> None:
+    with pytest.raises(PriceError) as caught:
+        parse_price_to_cents(raw, currency)
+    assert str(caught.value) == (
+        f'"{raw}" is in scientific notation; write the amount in plain digits'
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+import pickle
 import uuid
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +25,7 @@ from stripe_migration.catalog.schema import (
     validate_products,
     validate_row,
 )
+from stripe_migration.resources.supabase_db import JsonFloat
 
 ID = "0b6f3a52-5a53-4c4e-9d0e-2b8c6c3d9f10"
 
@@ -116,9 +121,11 @@ def test_valid_frame_dtypes_and_pandera_pass() -> None:
         ({"price": "-1"}, 'price: "-1" is negative'),
         ({"price": "0.49"}, 'price: "0.49" is 49 in usd minor units, below the minimum of 50'),
         (
-            {"price": "1000000.01"},
-            'price: "1000000.01" is 100000001 in usd minor units, above the maximum of 100000000',
+            {"price": "1000000.00"},
+            'price: "1000000.00" is 100000000 in usd minor units, above the maximum of 99999999',
         ),
+        ({"price": "1.000"}, 'price: "1.000" is ambiguous: the dot may be a thousands separator'),
+        ({"price": "1e8"}, 'price: "1e8" is in scientific notation'),
         ({"price": "€ 12.50"}, "price: \"€ 12.50\" is marked '€'"),
         ({"currency": "xyz"}, 'currency: "xyz" is not a supported currency'),
         ({"currency": None}, "currency: is missing"),
@@ -158,7 +165,7 @@ def test_invalid_rows_name_field_and_problem(overrides: dict[str, Any], expected
         {"name": "x" * 5000},
         {"description": "d" * 40_000},
         {"price": "0.50"},
-        {"price": "1000000.00"},
+        {"price": "999999.99"},
         {"images": ["https://x.example.com/i.jpg"] * 8},
         {"images": ["http://x.example.com/" + "a" * (5000 - 21)]},
         {"metadata": {f"k{i}": "v" for i in range(49)}},
@@ -202,6 +209,79 @@ def test_rules_read_the_settings_module() -> None:
         ).min_unit_amount_cents
         == 7
     )
+
+
+@pytest.mark.parametrize(
+    ("price", "currency"),
+    [("1000000.00", "usd"), ("1,000,000", "eur"), ("100000000", "jpy"), ("100000.000", "kwd")],
+)
+def test_the_default_maximum_is_stripes_eight_digits(price: str, currency: str) -> None:
+    # Stripe: "The amount value supports up to eight digits (e.g., a value of 99999999 for a USD
+    # charge of $999,999.99)"; one more minor unit would be sent and refused.
+    assert ValidationRules().max_unit_amount_cents == 99_999_999
+    assert "above the maximum of 99999999" in reason_of(price=price, currency=currency)
+    largest = validate_products(
+        [row(price="999999.99"), row(id="b", price="99999999", currency="jpy")]
+    )
+    assert largest.valid["unit_amount"].tolist() == [99_999_999, 99_999_999]
+    # The pandera model of the valid frame holds the same bound.
+    over = largest.valid.assign(unit_amount=100_000_000)
+    failures = pandera_failure_cases(over)
+    assert set(failures["column"]) == {"unit_amount"}
+    assert "less_than_or_equal_to(99999999)" in set(failures["check"])
+
+
+EXACT_METADATA_JSON = (
+    '{"big": 12345678901234567890.5, "ratio": 1.10, "tiny": 0.0000001, "e": 1E+2,'
+    ' "neg": -0.50, "int": 123456789012345678901234567890}'
+)
+
+
+def test_metadata_numbers_read_from_json_keep_their_exact_text() -> None:
+    # What the Supabase read gives validation (JsonFloat: a float whose str() is its JSON text),
+    # through a DataFrame and a pickle, as between the supabase_products and validated_products
+    # assets.
+    metadata = json.loads(EXACT_METADATA_JSON, parse_float=JsonFloat)
+    frame = pickle.loads(pickle.dumps(pd.DataFrame([row(metadata=metadata)], dtype=object)))
+    result = validate_products(frame)
+    assert result.invalid.empty, result.invalid.to_dict("records")
+    assert result.valid.loc[0, "metadata"] == {
+        "big": "12345678901234567890.5",
+        "cms_id": ID,
+        "e": "1E+2",
+        "int": "123456789012345678901234567890",
+        "neg": "-0.50",
+        "ratio": "1.10",
+        "tiny": "0.0000001",
+    }
+
+
+def test_a_number_read_from_json_where_text_belongs_is_named_a_float() -> None:
+    images, metadata = json.loads("[[1.5], 2.5]", parse_float=JsonFloat)
+    assert reason_of(images=images) == "images[0]: must be a URL, got float"
+    assert reason_of(metadata=metadata) == "metadata: must be an object, got float"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.5, "1.5"),
+        (0.1 + 0.2, "0.30000000000000004"),
+        (1e16, "1e+16"),
+        (np.float64(2.5), "2.5"),
+        (np.float32(1.1), "1.100000023841858"),
+        (Decimal("1.10"), "1.10"),
+    ],
+)
+def test_other_metadata_numbers_keep_their_text(value: object, text: str) -> None:
+    result = validate_products([row(metadata={"n": value})])
+    assert result.valid.loc[0, "metadata"]["n"] == text
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), np.float64("inf"), Decimal("NaN")])
+def test_metadata_numbers_that_are_not_finite_are_refused(value: object) -> None:
+    assert 'metadata["n"]: ' in reason_of(metadata={"n": value})
+    assert "is not a finite number" in reason_of(metadata={"n": value})
 
 
 def test_settings_can_narrow_currencies() -> None:

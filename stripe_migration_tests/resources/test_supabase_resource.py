@@ -3,6 +3,7 @@ name the table, retries on 5xx and connection errors only, and no key in the log
 
 import json
 import logging
+import pickle
 import socket
 import threading
 import uuid
@@ -12,9 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
+import pandas as pd
 import psycopg
 import pytest
 
+from stripe_migration.catalog.schema import validate_products
 from stripe_migration.resources.supabase_db import (
     SupabaseError,
     SupabaseResource,
@@ -136,6 +139,58 @@ def test_upsert_refuses_rows_it_cannot_send_safely(gateway) -> None:
     with pytest.raises(ValueError, match="row 0 has no value for the conflict column 'id'"):
         db.upsert("products", [{"id": None, "name": "x"}])
     assert db.stats.requests_to("products") == []
+
+
+def test_numbers_in_jsonb_reach_validation_exactly(gateway) -> None:
+    # PostgreSQL keeps a jsonb number's digits (numeric); postgrest-py decodes them as floats,
+    # which made Stripe metadata "1.2345678901234567e+19" of a CMS value 12345678901234567890.5.
+    metadata = (
+        '{"big": 12345678901234567890.5, "ratio": 1.10, "tiny": 0.0000001, "e": 1E+2,'
+        ' "neg": -0.50, "int": 123456789012345678901234567890, "dims": {"w": 0.10}}'
+    )
+    with psycopg.connect(gateway.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO products (name, price, currency, metadata) "
+            "VALUES ('Exact', '19.99', 'usd', %s::jsonb)",
+            [metadata],
+        )
+    db = resource(gateway).get_client()
+
+    [read] = db.read_table("products", ["id", "name", "price", "currency", "metadata"])
+
+    numbers = read["metadata"]
+    # PostgreSQL's text of each number, as real PostgREST sends it (1E+2 is stored as 100).
+    assert {k: str(v) for k, v in numbers.items() if k != "dims"} == {
+        "big": "12345678901234567890.5",
+        "ratio": "1.10",
+        "tiny": "0.0000001",
+        "e": "100",
+        "neg": "-0.50",
+        "int": "123456789012345678901234567890",
+    }
+    assert str(numbers["dims"]["w"]) == "0.10"
+    # Still numbers to the rest of the code: floats compare, encode as JSON and feed pandas.
+    assert numbers["ratio"] == 1.1 and isinstance(numbers["ratio"], float)
+    assert json.loads(json.dumps(read))["metadata"]["ratio"] == 1.1
+
+    # As the supabase_products asset hands the rows to validated_products: a DataFrame, pickled.
+    frame = pickle.loads(pickle.dumps(pd.DataFrame([read], dtype=object)))
+    nested = validate_products(frame)
+    assert nested.invalid.loc[0, "reason"] == (
+        'metadata["dims"]: value is an object; Stripe metadata values are strings'
+    )
+    frame.at[0, "metadata"] = {k: v for k, v in numbers.items() if k != "dims"}
+    result = validate_products(frame)
+    assert result.invalid.empty, result.invalid.to_dict("records")
+    assert result.valid.loc[0, "metadata"] == {
+        "big": "12345678901234567890.5",
+        "cms_id": read["id"],
+        "e": "100",
+        "int": "123456789012345678901234567890",
+        "neg": "-0.50",
+        "ratio": "1.10",
+        "tiny": "0.0000001",
+    }
 
 
 def test_update_needs_a_filter_and_sets_the_matching_rows(gateway) -> None:
