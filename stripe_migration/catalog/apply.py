@@ -14,10 +14,18 @@ Why a resumed run never duplicates anything:
   them is harmless; their keys include the run id, so a retry inside a run is replayed while a later
   run never receives a stale 24-hour replay (an edit A→B→A in one day is applied each time).
 Stripe's search index lags by up to a minute, so nothing here relies on search.
+
+Stripe also saves *failures* once a request began executing (a 500 included) and replays them for
+the key's 24 hours (docs.stripe.com/idempotency). Repeating the key then gets the same failure, so:
+a write that is harmless to repeat is sent again under a new key; a new price is first looked for
+in Stripe (the failed request may have created it), and only when it is not there is it sent again
+under the key's next *generation*, which is recorded in ``products.price_key_generation`` before
+the request leaves, so a resumed run uses the same new key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -27,6 +35,7 @@ from typing import Any, Protocol
 import stripe
 
 from stripe_migration.catalog import stripe_payloads as payloads
+from stripe_migration.catalog.hashing import product_content
 from stripe_migration.catalog.plan import (
     Action,
     PlannedAction,
@@ -35,7 +44,13 @@ from stripe_migration.catalog.plan import (
     sync_state_after,
 )
 from stripe_migration.catalog.stripe_state import plain, priced_for
-from stripe_migration.resources.stripe_api import LiveModeRefused
+from stripe_migration.resources.stripe_api import IdempotentReplayedError, LiveModeRefused
+
+#: New keys tried for one write after Stripe replayed a saved failure for its key.
+MAX_KEY_GENERATIONS = 3
+
+#: Records a new price key generation of a CMS row before it is used: (cms id, generation).
+RecordKeyGeneration = Callable[[str, int], None]
 
 
 class StripeWriter(Protocol):
@@ -74,7 +89,15 @@ class SyncResult:
     sync_content_hash: str | None = None
     synced_unit_amount: int | None = None
     synced_currency: str | None = None
+    synced_metadata_keys: list[str] | None = None
     created_product: bool = False
+    #: True when Stripe refused a valid row (the row is failed with Stripe's message).
+    refused: bool = False
+
+    @property
+    def deleted(self) -> bool:
+        """Whether this is the archive of a deleted row's product (a tombstone, not a row)."""
+        return self.action == Action.ARCHIVE_DELETED.value
 
     def checkpoint_row(self) -> dict[str, Any]:
         """The JSON object ``apply_sync_results`` expects."""
@@ -88,6 +111,7 @@ class SyncResult:
             "synced_unit_amount": self.synced_unit_amount,
             "synced_currency": self.synced_currency,
             "synced_version": self.synced_version,
+            "synced_metadata_keys": self.synced_metadata_keys,
         }
 
 
@@ -97,9 +121,16 @@ class ApplyStats:
 
     done: int = 0
     total: int = 0
+    #: Products applied successfully, by planned action.
     by_action: dict[str, int] = field(default_factory=dict)
+    #: Rows failed: refused by the validation (invalid in the CMS) or by Stripe.
     failed: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: Valid rows Stripe refused (a subset of ``failed``), with Stripe's message.
+    refused: int = 0
+    refusals: list[tuple[str, str]] = field(default_factory=list)
+    #: Rows the validation refused (a subset of ``failed``).
+    invalid: int = 0
     adopted: int = 0
     batches: int = 0
     seconds: float = 0.0
@@ -155,12 +186,22 @@ def _default_price_id(product: Mapping[str, Any]) -> str | None:
     return price
 
 
-def _create(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+def _create(
+    api: StripeWriter,
+    item: PlannedAction,
+    run_id: str,
+    record_generation: RecordKeyGeneration | None = None,
+) -> SyncResult:
     product = item.product or {}
     params = payloads.product_create_params(product)
     key = payloads.idempotency_key("product.create", item.cms_id, run_id, item.content_hash)
     try:
-        created = plain(api.create_product(params, idempotency_key=key))
+        # the custom id makes a second create harmless: Stripe refuses it as existing
+        created = plain(
+            _resend_on_replayed_failure(
+                lambda k: api.create_product(params, idempotency_key=k), key
+            )
+        )
         return _synced(item, created["id"], _default_price_id(created), created_product=True)
     except stripe.InvalidRequestError as exc:
         if getattr(exc, "code", None) != "resource_already_exists":
@@ -173,19 +214,97 @@ def _create(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     if catch_up.writes == 0:
         result = _synced(item, existing["id"], _default_price_id(existing))
     else:
-        result = apply_one(api, catch_up, run_id)
+        result = apply_one(api, catch_up, run_id, record_generation)
     return replace(result, action=item.action.value, created_product=True)
 
 
+def _resend_on_replayed_failure(send: Callable[[str], Any], key: str) -> Any:
+    """Send a write that is harmless to repeat; when Stripe replays a saved server error for its
+    key (it would for 24 hours), send it again under a new key."""
+    for generation in range(MAX_KEY_GENERATIONS + 1):
+        try:
+            return send(key if generation == 0 else f"{key}:g{generation}")
+        except IdempotentReplayedError as exc:
+            if exc.http_status < 500 or generation == MAX_KEY_GENERATIONS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _with_known_metadata(api: StripeWriter, item: PlannedAction) -> PlannedAction:
+    """``item`` with the metadata keys to unset, read from Stripe when they were not recorded
+    (a row synced before the keys were): Stripe merges metadata, so a removed key must be sent."""
+    if not item.metadata_keys_unknown or item.stripe_product_id is None:
+        return item
+    current = plain(api.retrieve_product(item.stripe_product_id))
+    wanted = product_content(item.product or {})["metadata"]
+    unset = tuple(sorted(k for k in (current.get("metadata") or {}) if k not in wanted))
+    return replace(item, unset_metadata_keys=unset, metadata_keys_unknown=False)
+
+
 def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    item = _with_known_metadata(api, item)
     params = payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
     key = payloads.idempotency_key("product.update", item.cms_id, run_id, item.content_hash)
-    updated = plain(api.update_product(item.stripe_product_id, params, idempotency_key=key))
+    updated = plain(
+        _resend_on_replayed_failure(
+            lambda k: api.update_product(item.stripe_product_id, params, idempotency_key=k), key
+        )
+    )
     return _synced(item, updated["id"], item.stripe_price_id or _default_price_id(updated))
 
 
+def _price_of_ours_for(api: StripeWriter, item: PlannedAction) -> Mapping[str, Any] | None:
+    """An active price of this CMS product with the CMS amount and currency, if Stripe has one
+    (a create whose answer was lost or replaced by a saved failure)."""
+    for price in map(plain, api.list_prices(product=item.stripe_product_id, active=True)):
+        if (
+            priced_for(price, str(item.cms_id))
+            and price.get("unit_amount") == item.unit_amount
+            and price.get("currency") == item.currency
+        ):
+            return price
+    return None
+
+
+def _create_price(
+    api: StripeWriter, item: PlannedAction, record_generation: RecordKeyGeneration | None
+) -> Mapping[str, Any]:
+    """The reprice's new price, under the row's current key generation; after a replayed saved
+    failure, the price Stripe already has, or a create under the next generation (recorded first)."""
+    params = payloads.price_create_params(item.product or {}, str(item.stripe_product_id))
+    generation = item.price_key_generation
+    while True:
+        tail = (f"g{generation}",) if generation else ()
+        key = payloads.idempotency_key(
+            "price.create",
+            item.cms_id,
+            item.unit_amount,
+            item.currency,
+            item.stripe_price_id,
+            *tail,
+        )
+        try:
+            return plain(api.create_price(params, idempotency_key=key))
+        except IdempotentReplayedError as exc:
+            if (
+                exc.http_status < 500
+                or generation - item.price_key_generation >= MAX_KEY_GENERATIONS
+            ):
+                raise
+        existing = _price_of_ours_for(api, item)
+        if existing is not None:
+            return existing
+        generation += 1
+        if record_generation is not None:
+            record_generation(str(item.cms_id), generation)
+
+
 def _reprice(
-    api: StripeWriter, item: PlannedAction, update_params: dict | None, run_id: str
+    api: StripeWriter,
+    item: PlannedAction,
+    update_params: dict | None,
+    run_id: str,
+    record_generation: RecordKeyGeneration | None = None,
 ) -> str:
     """New price, switched to as the default (with any product update), then every other active
     price of this CMS product deactivated (the replaced one, and any a killed run left behind).
@@ -195,21 +314,12 @@ def _reprice(
     creating a second price. The price being replaced is part of the key, so each transition
     (even back to an earlier amount) is a new key.
     """
-    product = item.product or {}
     old = item.stripe_price_id
-    new_price = plain(
-        api.create_price(
-            payloads.price_create_params(product, str(item.stripe_product_id)),
-            idempotency_key=payloads.idempotency_key(
-                "price.create", item.cms_id, item.unit_amount, item.currency, old
-            ),
-        )
-    )
+    new_price = _create_price(api, item, record_generation)
     switch = {**(update_params or {}), "default_price": new_price["id"]}
-    api.update_product(
-        item.stripe_product_id,
-        switch,
-        idempotency_key=payloads.idempotency_key(
+    _resend_on_replayed_failure(
+        lambda k: api.update_product(item.stripe_product_id, switch, idempotency_key=k),
+        payloads.idempotency_key(
             "product.default_price", item.cms_id, run_id, new_price["id"], item.content_hash
         ),
     )
@@ -228,10 +338,9 @@ def _reprice(
 
 
 def _deactivate_price(api: StripeWriter, item: PlannedAction, run_id: str, price_id: str) -> None:
-    api.update_price(
-        price_id,
-        payloads.deactivate_price_params(),
-        idempotency_key=payloads.idempotency_key("price.deactivate", item.cms_id, run_id, price_id),
+    _resend_on_replayed_failure(
+        lambda k: api.update_price(price_id, payloads.deactivate_price_params(), idempotency_key=k),
+        payloads.idempotency_key("price.deactivate", item.cms_id, run_id, price_id),
     )
 
 
@@ -241,40 +350,85 @@ def _retire_strays(api: StripeWriter, item: PlannedAction, run_id: str) -> None:
     for price_id in item.stray_price_ids:
         _deactivate_price(api, item, run_id, price_id)
     if item.reclaim_lookup_key and item.stripe_price_id:
-        api.update_price(
-            item.stripe_price_id,
-            payloads.lookup_key_params(str(item.cms_id)),
-            idempotency_key=payloads.idempotency_key(
-                "price.lookup_key", item.cms_id, run_id, item.stripe_price_id
+        price_id = item.stripe_price_id
+        _resend_on_replayed_failure(
+            lambda k: api.update_price(
+                price_id, payloads.lookup_key_params(str(item.cms_id)), idempotency_key=k
             ),
+            payloads.idempotency_key("price.lookup_key", item.cms_id, run_id, price_id),
         )
 
 
 def _archive(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     # The full content (with active=false), not the flag alone: the checkpoint records the
     # content hash, so an edit made together with the deactivation must reach Stripe too.
+    item = _with_known_metadata(api, item)
     params = payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
     key = payloads.idempotency_key("product.archive", item.cms_id, run_id, item.content_hash)
-    archived = plain(api.update_product(item.stripe_product_id, params, idempotency_key=key))
+    archived = plain(
+        _resend_on_replayed_failure(
+            lambda k: api.update_product(item.stripe_product_id, params, idempotency_key=k), key
+        )
+    )
     return _synced(item, archived["id"], item.stripe_price_id)
 
 
-def apply_one(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+def _archive_deleted(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    """Archive the Stripe product of a deleted CMS row: the recorded one, else the custom id a
+    create of ours would have given it. Nothing in Stripe is nothing to archive."""
+    candidates = dict.fromkeys(
+        i for i in (item.stripe_product_id, payloads.custom_product_id(str(item.cms_id))) if i
+    )
+    archived: str | None = None
+    for product_id in candidates:
+        key = payloads.idempotency_key("product.archive_deleted", item.cms_id, run_id, product_id)
+        try:
+            _resend_on_replayed_failure(
+                lambda k, pid=product_id: api.update_product(
+                    pid, {"active": False}, idempotency_key=k
+                ),
+                key,
+            )
+        except stripe.InvalidRequestError as exc:
+            if getattr(exc, "code", None) != "resource_missing":
+                raise
+            continue
+        archived = product_id
+        break
+    return SyncResult(
+        id=str(item.cms_id),
+        sync_status="archived",
+        action=item.action.value,
+        synced_version=None,
+        stripe_product_id=archived,
+    )
+
+
+def apply_one(
+    api: StripeWriter,
+    item: PlannedAction,
+    run_id: str,
+    record_generation: RecordKeyGeneration | None = None,
+) -> SyncResult:
     """Apply one planned action; a per-product refusal becomes a failed result, not an exception.
 
-    ``run_id`` scopes the idempotency keys of writes that are safe to repeat (see the module doc).
+    ``run_id`` scopes the idempotency keys of writes that are safe to repeat (see the module doc);
+    ``record_generation`` records a new price key generation before it is used.
     """
     try:
         if item.action is Action.CREATE:
-            return _create(api, item, run_id)
+            return _create(api, item, run_id, record_generation)
+        if item.action is Action.ARCHIVE_DELETED:
+            return _archive_deleted(api, item, run_id)
         if item.action in (Action.REPRICE, Action.UPDATE_AND_REPRICE):
             # the reprice deactivates every other active price of ours, strays included
-            update = (
-                payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
-                if item.action is Action.UPDATE_AND_REPRICE
-                else None
-            )
-            price_id = _reprice(api, item, update, run_id)
+            update = None
+            if item.action is Action.UPDATE_AND_REPRICE:
+                item = _with_known_metadata(api, item)
+                update = payloads.product_update_params(
+                    item.product or {}, item.unset_metadata_keys
+                )
+            price_id = _reprice(api, item, update, run_id, record_generation)
             return _synced(item, str(item.stripe_product_id), price_id)
         if item.action is Action.UPDATE:
             result = _update(api, item, run_id)
@@ -297,6 +451,7 @@ def apply_one(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult
             action=item.action.value,
             synced_version=_version(item),
             sync_error=_error_text(exc),
+            refused=True,
         )
 
 
@@ -325,6 +480,7 @@ def apply_plan(
     progress: Callable[[ApplyStats], None] | None = None,
     progress_interval_s: float = 5.0,
     mark: Callable[[list[str]], None] | None = None,
+    record_generation: RecordKeyGeneration | None = None,
 ) -> ApplyStats:
     """Apply every write action of ``plan``, checkpointing every ``batch_size`` results.
 
@@ -336,7 +492,9 @@ def apply_plan(
     slowest call of a batch, sets the pace). A refusal of one product is recorded as its failure;
     an error that stops every product (a bad key, live mode refused, Stripe still failing after
     its retries) stops submitting, checkpoints what finished, and raises :class:`FatalApplyError`:
-    the next run resumes from there.
+    the next run resumes from there. An interruption (Ctrl+C, SIGTERM: Dagster raises it in this
+    thread) stops submitting too, lets the calls already sent finish, checkpoints every result,
+    and is raised again: what Stripe was told is never left unrecorded.
     """
     started = time.monotonic()
     writes = [item for item in plan if item.writes > 0]
@@ -347,6 +505,7 @@ def apply_plan(
         checkpoint(bookkeeping[start : start + chunk])
     stats.failed = sum(1 for r in bookkeeping if r.sync_status == "failed")
     stats.failures = [(r.id, r.sync_error or "") for r in bookkeeping if r.sync_status == "failed"]
+    stats.invalid = stats.failed
 
     finished: list[SyncResult] = []
     last_report = time.monotonic()
@@ -359,10 +518,14 @@ def apply_plan(
         stats.batches += 1
         for result in finished:
             stats.done += 1
-            stats.by_action[result.action] = stats.by_action.get(result.action, 0) + 1
+            if result.sync_status != "failed":  # a refused create created nothing
+                stats.by_action[result.action] = stats.by_action.get(result.action, 0) + 1
             if result.sync_status == "failed":
                 stats.failed += 1
                 stats.failures.append((result.id, result.sync_error or ""))
+            if result.refused:
+                stats.refused += 1
+                stats.refusals.append((result.id, result.sync_error or ""))
         finished.clear()
         stats.seconds = time.monotonic() - started
         if progress and time.monotonic() - last_report >= progress_interval_s:
@@ -373,29 +536,49 @@ def apply_plan(
     submitted = marked = 0
     window = max(1, workers) * 2
     pending: set[Future[SyncResult]] = set()
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="stripe-apply") as pool:
+    uncollected: set[Future[SyncResult]] = set()  # submitted, result not yet in `finished`
+
+    def collect(done: Iterable[Future[SyncResult]]) -> None:
+        nonlocal fatal
+        for future in list(done):
+            uncollected.discard(future)
+            try:
+                finished.append(future.result())
+            except FatalApplyError as exc:
+                fatal = fatal or exc
+            except Exception as exc:  # retries exhausted: Stripe is down for every product
+                fatal = fatal or FatalApplyError(
+                    f"stopped: a Stripe call still failed after its retries ({_error_text(exc)}); "
+                    "the work done so far is checkpointed, run the migration again to resume"
+                )
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="stripe-apply")
+    try:
         while True:
             while fatal is None and len(pending) < window and submitted < len(writes):
                 if mark is not None and submitted == marked:
                     marked = min(submitted + batch_size, len(writes))
                     mark([str(item.cms_id) for item in writes[submitted:marked]])
-                pending.add(pool.submit(apply_one, api, writes[submitted], run_id))
+                future = pool.submit(apply_one, api, writes[submitted], run_id, record_generation)
+                pending.add(future)
+                uncollected.add(future)
                 submitted += 1
             if not pending:
                 break
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                try:
-                    finished.append(future.result())
-                except FatalApplyError as exc:
-                    fatal = fatal or exc
-                except Exception as exc:  # retries exhausted: Stripe is down for every product
-                    fatal = fatal or FatalApplyError(
-                        f"stopped: a Stripe call still failed after its retries ({_error_text(exc)}); "
-                        "the work done so far is checkpointed, run the migration again to resume"
-                    )
+            collect(done)
             if len(finished) >= batch_size:
                 flush()
+    except BaseException:
+        # Interrupted (or the checkpoint failed): calls not yet started are dropped, calls in
+        # flight finish, and everything that reached Stripe is recorded before giving up.
+        pool.shutdown(wait=True, cancel_futures=True)
+        collect(f for f in uncollected if f.done() and not f.cancelled())
+        with contextlib.suppress(Exception):
+            flush()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     flush()
     stats.seconds = time.monotonic() - started
     if progress:

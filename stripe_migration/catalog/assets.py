@@ -20,12 +20,17 @@ from stripe_migration.catalog.partitions import (
     partition_buckets,
 )
 from stripe_migration.catalog.plan import (
+    BOOKKEEPING_COLUMNS,
     Action,
+    Deletion,
     PlannedAction,
+    bookkeeping,
     build_plan,
     interrupted,
+    plan_product,
     plan_table,
     summarize,
+    with_bookkeeping,
 )
 from stripe_migration.catalog.report import render_report, report_metadata
 from stripe_migration.catalog.schema import (
@@ -33,7 +38,11 @@ from stripe_migration.catalog.schema import (
     pandera_failure_cases,
     validate_products,
 )
-from stripe_migration.catalog.stripe_state import fetch_stray_prices, fetch_stripe_state
+from stripe_migration.catalog.stripe_state import (
+    fetch_stray_prices,
+    fetch_stripe_state,
+    find_products_without_rows,
+)
 from stripe_migration.resources.stripe_api import StripeResource
 from stripe_migration.resources.supabase_db import SupabaseResource
 from stripe_migration.settings import (
@@ -71,6 +80,9 @@ PRODUCT_COLUMNS = (
     "synced_version",
     "stripe_drift",
     "sync_run_id",
+    "synced_run_id",
+    "synced_metadata_keys",
+    "price_key_generation",
 )
 
 _partitioned = {
@@ -235,24 +247,64 @@ def validated_products(
     )
 
 
+def pending_deletions(
+    db: Any, buckets: list[int], *, api: Any = None, force: bool = False
+) -> list[Deletion]:
+    """The deleted CMS rows of these buckets whose Stripe product is still to archive (pending
+    tombstones); on a forced resync (``api`` given) also the active Stripe products carrying a
+    CMS id that no row has, made before deletions were tracked."""
+    tombstones = db.read_table(
+        "products_deleted",
+        "id,stripe_product_id,row_data",
+        filters=[("sync_partition", "in", buckets), ("archived_at", "is", None)],
+    )
+    deletions = [Deletion.from_tombstone(row) for row in tombstones]
+    if force and api is not None:
+        known = {d.cms_id for d in deletions}
+
+        def without_rows(cms_ids: list[str]) -> dict[str, int]:
+            rows = db.rpc("cms_ids_without_row", {"ids": cms_ids})
+            return {str(r["id"]): int(r["sync_partition"]) for r in rows or []}
+
+        deletions += [
+            d
+            for d in find_products_without_rows(api, without_rows, set(buckets))
+            if d.cms_id not in known
+        ]
+    return deletions
+
+
 @dg.asset(kinds={"stripe"}, io_manager_key=IO_MANAGER_KEY, **_partitioned)
 def catalog_plan(
-    context: dg.AssetExecutionContext, stripe: StripeResource, validated_products: ValidationResult
+    context: dg.AssetExecutionContext,
+    stripe: StripeResource,
+    supabase: SupabaseResource,
+    validated_products: ValidationResult,
 ) -> dg.Output:
     """One action per product (create, update, reprice, archive, retire stray prices, unchanged
     or invalid), from the CMS sync state, or from Stripe's actual state on a forced resync and for
-    rows a killed run left mid-apply. Alone, this is the dry run: it makes no write call to
-    Stripe."""
+    rows a killed run left mid-apply; plus the archive of every deleted row's Stripe product.
+    Alone, this is the dry run: it makes no write call to Stripe or Supabase."""
     force = is_force_resync(context)
     rows = validated_products.valid.to_dict("records")
     marked = [row for row in rows if interrupted(row)]
     stripe_state = None
-    if force or marked:
-        api = stripe.get_client()
+    api = stripe.get_client() if force or marked else None
+    if api is not None:
         stripe_state = fetch_stripe_state(api, rows if force else marked)
         stripe_state = fetch_stray_prices(api, stripe_state, [str(row["id"]) for row in marked])
+    deletions = pending_deletions(
+        supabase.get_client(),
+        partition_buckets(context.partition_keys),
+        api=api,
+        force=force,
+    )
     plan = build_plan(
-        validated_products.valid, validated_products.invalid, stripe_state, force_resync=force
+        validated_products.valid,
+        validated_products.invalid,
+        stripe_state,
+        force_resync=force,
+        deleted=deletions,
     )
     counts = summarize(plan)
     changes = plan_table(plan, limit=200)
@@ -268,6 +320,43 @@ def catalog_plan(
             ),
         },
     )
+
+
+def refresh_plan(
+    plan: list[PlannedAction],
+    fresh: dict[str, dict[str, Any]],
+    *,
+    force: bool,
+    api: Any,
+) -> tuple[list[PlannedAction], int]:
+    """The plan with every write re-planned whose row another run synced (or a killed run left
+    marked) since the plan was made; writes of rows deleted since are dropped (their tombstone is
+    the next run's). Returns the plan and how many writes changed."""
+    out: list[PlannedAction] = []
+    changed: list[tuple[int, dict[str, Any]]] = []
+    for item in plan:
+        if item.writes == 0 or item.product is None:
+            out.append(item)
+            continue
+        row = fresh.get(str(item.cms_id))
+        if row is None:
+            continue
+        if bookkeeping(row) == bookkeeping(item.product):
+            out.append(item)
+            continue
+        changed.append((len(out), with_bookkeeping(item.product, row)))
+        out.append(item)
+    if not changed:
+        return out, len(plan) - len(out)
+    resync = [product for _, product in changed if force or interrupted(product)]
+    state = fetch_stripe_state(api, resync) if resync else {}
+    marked = [str(p["id"]) for p in resync if interrupted(p)]
+    if marked:
+        state = fetch_stray_prices(api, state, marked)
+    for index, product in changed:
+        resynced = force or interrupted(product)
+        out[index] = plan_product(product, state.get(str(product["id"])), resync=resynced)
+    return out, len(changed) + len(plan) - len(out)
 
 
 @dg.multi_asset(
@@ -298,18 +387,57 @@ def stripe_catalog(
     catalog_plan: list[PlannedAction],
 ):
     """Apply the plan to Stripe with a pool of worker threads, writing the sync state back to
-    Supabase after every batch (the checkpoint a killed run resumes from)."""
+    Supabase after every batch (the checkpoint a killed run resumes from).
+
+    The plan was made before this step got its ``stripe_api`` pool slot: another run may have
+    synced some rows while this one waited, so the rows are read again first and those whose sync
+    state moved are re-planned (a stale plan would repeat that run's writes)."""
     api = stripe.get_client()
     api.reset_stats()
     db = supabase.get_client()
+    owner = migration_run_id(context)
+    force = is_force_resync(context)
+
+    scope: list[tuple[str, str, Any]] = [
+        ("sync_partition", "in", partition_buckets(context.partition_keys))
+    ]
+    if not force:
+        scope.append(("needs_sync", "is", True))
+    fresh = {
+        str(row["id"]): row
+        for page in db.iter_pages("products", ("id", *BOOKKEEPING_COLUMNS), filters=scope)
+        for row in page
+    }
+    plan, replanned = refresh_plan(catalog_plan, fresh, force=force, api=api)
+    if replanned:
+        context.log.info(
+            f"{replanned} planned writes changed while this run waited for the stripe_api pool "
+            "(another run synced, or the rows were deleted): re-planned from their current state"
+        )
 
     def checkpoint(results: list[applying.SyncResult]) -> None:
-        if results:
-            db.rpc("apply_sync_results", {"results": [r.checkpoint_row() for r in results]})
+        rows = [{**r.checkpoint_row(), "run_id": owner} for r in results if not r.deleted]
+        if rows:
+            db.rpc("apply_sync_results", {"results": rows})
+        archived = [
+            {"id": r.id, "stripe_product_id": r.stripe_product_id, "run_id": owner}
+            for r in results
+            if r.deleted and r.sync_status != "failed"
+        ]
+        if archived:
+            db.rpc("record_deletions_archived", {"results": archived})
 
     def mark(cms_ids: list[str]) -> None:
         db.update(
             "products", {"sync_run_id": context.run_id}, [("id", "in", cms_ids)], return_rows=False
+        )
+
+    def record_generation(cms_id: str, generation: int) -> None:
+        db.update(
+            "products",
+            {"price_key_generation": generation},
+            [("id", "eq", cms_id)],
+            return_rows=False,
         )
 
     def progress(stats: applying.ApplyStats) -> None:
@@ -323,7 +451,7 @@ def stripe_catalog(
     try:
         stats = applying.apply_plan(
             api,
-            catalog_plan,
+            plan,
             checkpoint,
             run_id=context.run_id,
             batch_size=config.batch_size,
@@ -331,6 +459,7 @@ def stripe_catalog(
             progress=progress,
             progress_interval_s=PROGRESS_LOG_INTERVAL_S,
             mark=mark,
+            record_generation=record_generation,
         )
     except applying.FatalApplyError as exc:
         raise dg.Failure(description=str(exc), metadata=api.stats_metadata()) from None
@@ -364,17 +493,53 @@ def stripe_catalog(
     )
 
 
-@dg.asset(kinds={"markdown"}, **_partitioned)
+@dg.asset(
+    kinds={"markdown"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "stripe_accepted_every_valid_row",
+            asset="migration_report",
+            blocking=True,
+            description="Stripe refused none of the rows that passed validation (a refused row "
+            "is failed with Stripe's message in products.sync_error).",
+        )
+    ],
+    **_partitioned,
+)
 def migration_report(
     catalog_plan: list[PlannedAction],
     stripe_products: applying.ApplyStats,
-) -> dg.MaterializeResult:
+):
     """What the run did, as a Markdown report and as numbers the UI plots run over run: created,
-    updated, repriced, archived, unchanged, failed with reasons, API calls, retries, 429s,
-    duration and products per second."""
-    return dg.MaterializeResult(
+    updated, repriced, archived, deleted rows' products archived, unchanged, invalid, refused by
+    Stripe, failed with reasons, API calls, retries, 429s, duration and products per second. The
+    run fails (after the report) when Stripe refused valid rows."""
+    yield dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.md(render_report(catalog_plan, stripe_products)),
             **report_metadata(catalog_plan, stripe_products),
         }
+    )
+    refusals = stripe_products.refusals
+    yield dg.AssetCheckResult(
+        check_name="stripe_accepted_every_valid_row",
+        passed=not refusals,
+        metadata={
+            "refused_by_stripe": len(refusals),
+            "rows": dg.MetadataValue.table(
+                records=[
+                    dg.TableRecord({"cms_id": cms_id, "problem": reason})
+                    for cms_id, reason in refusals[:50]
+                ],
+                schema=dg.TableSchema(
+                    columns=[
+                        dg.TableColumn("cms_id", "string"),
+                        dg.TableColumn("problem", "string"),
+                    ]
+                ),
+            ),
+        },
+        description=(
+            f"{len(refusals)} valid rows refused by Stripe" if refusals else "Stripe refused no row"
+        ),
     )

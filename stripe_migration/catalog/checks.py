@@ -2,14 +2,23 @@
 
 These checks query both systems again rather than trusting what the run reported, so they also
 catch drift made outside the migration. They are blocking: a failure means the data is wrong.
+
+A row an editor changed after the run started (its ``updated_at`` is later than the run's start
+and differs from the version the run synced) is not compared with the CMS: the run applied the
+version it read, and the edit is the next run's work (the row stays in scope by its
+``updated_at``). Stripe is compared with what the run recorded instead (the content hash and the
+price it sent), and the row is listed as "edited during the run".
 """
 
 from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 
+from stripe_migration.catalog.hashing import content_hash
 from stripe_migration.catalog.partitions import catalog_partitions, partition_buckets
-from stripe_migration.catalog.plan import Action, plan_product
+from stripe_migration.catalog.plan import Action, StripeProductState, plan_product
 from stripe_migration.catalog.schema import validate_products
 from stripe_migration.catalog.stripe_state import fetch_stripe_state, plain
 from stripe_migration.resources.stripe_api import StripeResource
@@ -38,6 +47,51 @@ def _run_buckets(context: dg.AssetCheckExecutionContext) -> list[int]:
         keys = catalog_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
         return partition_buckets(keys)
     return partition_buckets(catalog_partitions.get_partition_keys())
+
+
+def _run_started_at(context: dg.AssetCheckExecutionContext) -> datetime | None:
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    started = record.start_time if record is not None else None
+    return datetime.fromtimestamp(started, UTC) if started else None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def edited_during_run(row: dict[str, Any], started_at: datetime | None) -> bool:
+    """Whether an editor changed ``row`` after the run started, since the version it synced."""
+    updated = _timestamp(row.get("updated_at"))
+    if started_at is None or updated is None or updated <= started_at:
+        return False
+    return _timestamp(row.get("synced_version")) != updated
+
+
+def matches_recorded_sync(row: dict[str, Any], state: StripeProductState | None) -> str | None:
+    """Compare Stripe with what the last sync of ``row`` sent (its content hash and price);
+    None when they agree, else the difference."""
+    if state is None:
+        return "no Stripe product"
+    sent = {
+        "name": state.name,
+        "description": state.description,
+        "images": list(state.images),
+        "metadata": dict(state.metadata),
+        "active": state.active,
+    }
+    if content_hash(sent) != row.get("sync_content_hash"):
+        return "Stripe product differs from the version the run synced"
+    if row.get("active") and (state.unit_amount, state.currency) != (
+        row.get("synced_unit_amount"),
+        row.get("synced_currency"),
+    ):
+        return "Stripe price differs from the price the run synced"
+    return None
 
 
 def _table(rows: list[dict[str, str]]) -> dg.MetadataValue:
@@ -75,13 +129,28 @@ def catalog_verification(
     """
     buckets = _run_buckets(context)
     db, api = supabase.get_client(), stripe.get_client()
+    started_at = _run_started_at(context)
     rows_checked = compared = 0
     missing: list[dict[str, str]] = []
     mismatches: list[dict[str, str]] = []
+    edited: list[dict[str, str]] = []
     cms_ids: set[str] = set()
-    for rows in db.iter_pages("products", "*", filters=[("sync_partition", "in", buckets)]):
-        rows_checked += len(rows)
-        cms_ids.update(str(r["id"]) for r in rows)
+    for page in db.iter_pages("products", "*", filters=[("sync_partition", "in", buckets)]):
+        rows_checked += len(page)
+        cms_ids.update(str(r["id"]) for r in page)
+        later = [r for r in page if edited_during_run(r, started_at)]
+        edited += [
+            {"cms_id": str(r["id"]), "problem": "edited during the run, in scope for the next one"}
+            for r in later
+        ]
+        rows = [r for r in page if not edited_during_run(r, started_at)]
+        recorded = [r for r in later if r["stripe_product_id"] and r["sync_content_hash"]]
+        if recorded:
+            recorded_state = fetch_stripe_state(api, recorded)
+            for r in recorded:
+                problem = matches_recorded_sync(r, recorded_state.get(str(r["id"])))
+                if problem:
+                    mismatches.append({"cms_id": str(r["id"]), "problem": problem})
         missing.extend(
             {
                 "cms_id": str(r["id"]),
@@ -124,6 +193,8 @@ def catalog_verification(
             "products_compared": compared,
             "mismatches": len(mismatches),
             "rows": _table(mismatches),
+            "edited_during_run": len(edited),
+            "edited_rows": _table(edited),
         },
     )
 

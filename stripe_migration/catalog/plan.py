@@ -25,12 +25,25 @@ editor may since have reverted the row to the recorded state. Its prices are lis
 active prices of ours other than the default (a killed reprice's new price) are deactivated:
 ``retire_prices`` when nothing else is to be done.
 
+Metadata: Stripe merges the metadata of an update into what the product has, so a key removed in
+the CMS must be sent with an empty value. The checkpoint records the keys it sent
+(``synced_metadata_keys``); a normal run unsets the recorded keys the CMS no longer has. A row
+synced before those were recorded (NULL) is flagged ``metadata_keys_unknown`` when its product is
+written: the apply reads the product's keys from Stripe first.
+
+Deletions: a row deleted from the CMS leaves a tombstone (``products_deleted``); each pending one is
+planned ``archive_deleted`` (its Stripe product is archived, never deleted). A forced resync also
+plans it for Stripe products carrying a CMS id that no row has (see :func:`plan_deletion`).
+
 After applying an action, :func:`sync_state_after` gives the sync columns to write back (the
-checkpoint); planning again from them yields ``unchanged``.
+checkpoint); planning again from them yields ``unchanged``. :func:`bookkeeping` and
+:func:`with_bookkeeping` let a run that waited for the ``stripe_api`` pool re-plan rows another
+run synced meanwhile.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,20 +65,23 @@ class Action(StrEnum):
     REPRICE = "reprice"
     UPDATE_AND_REPRICE = "update_and_reprice"
     ARCHIVE = "archive"
+    ARCHIVE_DELETED = "archive_deleted"
     RETIRE_PRICES = "retire_prices"
     UNCHANGED = "unchanged"
     INVALID = "invalid"
 
 
 #: Stripe write calls each action costs (create: product and price in one call; reprice: new price,
-#: default price switch, old price deactivated; update_and_reprice folds the update into the switch).
-#: Retiring stray prices costs one write per price (see ``PlannedAction.writes``).
+#: default price switch, old price deactivated; update_and_reprice folds the update into the switch;
+#: archive_deleted: the deleted row's product archived). A reprice also lists the product's active
+#: prices (one read). Retiring stray prices costs one write per price (see ``PlannedAction.writes``).
 WRITES_PER_ACTION: Mapping[Action, int] = {
     Action.CREATE: 1,
     Action.UPDATE: 1,
     Action.REPRICE: 3,
     Action.UPDATE_AND_REPRICE: 3,
     Action.ARCHIVE: 1,
+    Action.ARCHIVE_DELETED: 1,
     Action.RETIRE_PRICES: 0,
     Action.UNCHANGED: 0,
     Action.INVALID: 0,
@@ -145,6 +161,11 @@ class PlannedAction:
     stray_price_ids: tuple[str, ...] = ()
     #: Whether the CMS lookup key goes back to the default price once the strays are retired.
     reclaim_lookup_key: bool = False
+    #: True when the product is written but the metadata keys Stripe holds are not known (a row
+    #: synced before they were recorded): the apply reads them first, to unset the removed ones.
+    metadata_keys_unknown: bool = False
+    #: True when the plan compared the row with Stripe's actual state (forced resync, interrupted).
+    compared_with_stripe: bool = False
 
     @property
     def updates_product(self) -> bool:
@@ -177,10 +198,27 @@ class PlannedAction:
         return bool(self.product and product_content(self.product)["active"])
 
     @property
+    def price_key_generation(self) -> int:
+        """The generation of the idempotency key of this row's next new price (see apply)."""
+        return _opt_int((self.product or {}).get("price_key_generation")) or 0
+
+    @property
+    def metadata_keys_after(self) -> list[str] | None:
+        """The metadata keys Stripe holds once applied, to record; None when not known (the
+        product was not written and not compared with Stripe)."""
+        if self.product is None or self.action is Action.INVALID:
+            return None
+        if self.updates_product or self.action is Action.CREATE or self.compared_with_stripe:
+            return sorted(product_content(self.product)["metadata"])
+        return None
+
+    @property
     def status_after(self) -> str | None:
         """The ``sync_status`` once applied: failed, archived, synced, or None (never synced)."""
         if self.action is Action.INVALID:
             return "failed"
+        if self.action is Action.ARCHIVE_DELETED:
+            return "archived"
         if self.action is not Action.CREATE and self.stripe_product_id is None:
             return None
         return "synced" if self.active else "archived"
@@ -233,6 +271,7 @@ def sync_state_after(
         "sync_content_hash": planned.content_hash,
         "synced_unit_amount": amount,
         "synced_currency": currency,
+        "synced_metadata_keys": planned.metadata_keys_after,
     }
 
 
@@ -306,11 +345,21 @@ def plan_product(
     synced_amount = _opt_int(product.get("synced_unit_amount"))
     synced_currency = _opt_str(product.get("synced_currency"))
 
+    recorded_keys = _recorded_keys(product.get("synced_metadata_keys"))
+    unset = (
+        tuple(sorted(set(recorded_keys) - set(product_content(product)["metadata"])))
+        if recorded_keys is not None
+        else ()
+    )
+
     def planned(action: Action, reasons: Iterable[str]) -> PlannedAction:
+        writes_product = action in (Action.UPDATE, Action.UPDATE_AND_REPRICE, Action.ARCHIVE)
         return PlannedAction(
             cms_id, action, tuple(reasons), product, product_id, price_id,
+            unset_metadata_keys=unset if writes_product else (),
             stripe_unit_amount=synced_amount, stripe_currency=synced_currency,
             recorded_status=status,
+            metadata_keys_unknown=writes_product and recorded_keys is None,
         )  # fmt: skip
 
     if product_id is None:
@@ -346,6 +395,18 @@ def plan_product(
             else f"no price recorded: {_money(amount, currency)}"
         )
     return planned(_combine(content_changed, price_changed), reasons)
+
+
+def _recorded_keys(value: object) -> list[str] | None:
+    """``products.synced_metadata_keys``: the keys last sent to Stripe, None when unknown."""
+    if isinstance(value, str):  # jsonb handed over as its JSON text
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, list | tuple):
+        return None
+    return [str(key) for key in value]
 
 
 def _drift(value: object) -> tuple[str | None, str | None]:
@@ -425,7 +486,7 @@ def _plan_against_stripe(
             cms_id, action, (*adopting, *reasons, *retiring), product, state.product_id,
             state.default_price_id, unset if action is not Action.REPRICE else (), adopt,
             state.unit_amount, state.currency, status, interrupted=interrupted(product),
-            stray_price_ids=strays,
+            stray_price_ids=strays, compared_with_stripe=True,
             # a reprice's new price takes the lookup key over itself
             reclaim_lookup_key=state.stray_holds_lookup_key
             and action not in (Action.REPRICE, Action.UPDATE_AND_REPRICE)
@@ -462,19 +523,61 @@ def interrupted(product: Mapping[str, Any]) -> bool:
     return _opt_str(product.get("sync_run_id")) is not None
 
 
+@dataclass(frozen=True)
+class Deletion:
+    """A CMS product that no longer has a row, whose Stripe product must be archived: a pending
+    tombstone of ``products_deleted``, or (on a forced resync) a Stripe product carrying a CMS id
+    that no row has."""
+
+    cms_id: str
+    #: The recorded Stripe product; None means the custom id ``cms_<id>`` (a create that was
+    #: never recorded may have made it).
+    stripe_product_id: str | None
+    name: str | None = None
+    #: True for a Stripe product found by the forced resync, with no tombstone.
+    found_in_stripe: bool = False
+
+    @classmethod
+    def from_tombstone(cls, row: Mapping[str, Any]) -> Deletion:
+        """From a ``products_deleted`` row."""
+        data = row.get("row_data") if isinstance(row.get("row_data"), Mapping) else {}
+        return cls(
+            cms_id=str(row["id"]),
+            stripe_product_id=_opt_str(row.get("stripe_product_id")),
+            name=_opt_str(data.get("name")),
+        )
+
+
+def plan_deletion(deletion: Deletion) -> PlannedAction:
+    """Archive the Stripe product of a CMS row that was deleted (never delete it: orders and
+    subscriptions may refer to it)."""
+    if deletion.found_in_stripe:
+        why = "in Stripe and active, but no CMS row has this id (deleted before deletions were tracked)"
+    else:
+        why = "deleted from the CMS"
+    label = f" ({_short(deletion.name)})" if deletion.name else ""
+    return PlannedAction(
+        deletion.cms_id,
+        Action.ARCHIVE_DELETED,
+        (why + label,),
+        stripe_product_id=deletion.stripe_product_id,
+    )
+
+
 def build_plan(
     valid: pd.DataFrame | Iterable[Mapping[str, Any]],
     invalid: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
     stripe_state: Mapping[str, StripeProductState] | None = None,
     *,
     force_resync: bool = False,
+    deleted: Iterable[Deletion] = (),
 ) -> list[PlannedAction]:
-    """Plan every product: valid rows in their order, then the invalid ones.
+    """Plan every product: valid rows in their order, then the invalid ones, then the deleted.
 
     Rows are planned against Stripe's actual state (``stripe_state``: CMS id →
     :class:`StripeProductState`) on a ``force_resync``, and rows an interrupted run left marked
     always; a CMS id missing from ``stripe_state`` means Stripe has no product for that row.
-    Every other row is planned from its recorded sync state.
+    Every other row is planned from its recorded sync state. Each of ``deleted`` is archived.
     """
     state = stripe_state or {}
     plan = [
@@ -484,7 +587,50 @@ def build_plan(
     for row in _rows(invalid):
         cms_id = _opt_str(row.get("id"))
         plan.append(PlannedAction(cms_id, Action.INVALID, (str(row.get("reason") or "invalid"),)))
+    plan.extend(plan_deletion(deletion) for deletion in deleted)
     return plan
+
+
+#: The ``products`` columns the sync writes (and an interrupted run's mark): what another run may
+#: have changed while this one waited for the ``stripe_api`` pool.
+BOOKKEEPING_COLUMNS: tuple[str, ...] = (
+    "stripe_product_id",
+    "stripe_price_id",
+    "sync_status",
+    "sync_content_hash",
+    "synced_unit_amount",
+    "synced_currency",
+    "synced_version",
+    "stripe_drift",
+    "sync_run_id",
+    "synced_metadata_keys",
+    "price_key_generation",
+)
+
+
+def bookkeeping(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The sync state of a row, comparable between a validated row and a freshly read one."""
+    keys = _recorded_keys(row.get("synced_metadata_keys"))
+    drift = row.get("stripe_drift")
+    return (
+        _opt_str(row.get("stripe_product_id")),
+        _opt_str(row.get("stripe_price_id")),
+        _opt_str(row.get("sync_status")),
+        _opt_str(row.get("sync_content_hash")),
+        _opt_int(row.get("synced_unit_amount")),
+        _opt_str(row.get("synced_currency")),
+        _opt_str(row.get("synced_version")),
+        None if _missing(drift) else json.dumps(drift, sort_keys=True, default=str),
+        _opt_str(row.get("sync_run_id")),
+        None if keys is None else tuple(keys),
+        _opt_int(row.get("price_key_generation")) or 0,
+    )
+
+
+def with_bookkeeping(product: Mapping[str, Any], fresh: Mapping[str, Any]) -> dict[str, Any]:
+    """``product`` (a validated row, the CMS version this run read) with the sync state of
+    ``fresh`` (the row as read again)."""
+    return {**product, **{column: fresh.get(column) for column in BOOKKEEPING_COLUMNS}}
 
 
 def summarize(plan: Sequence[PlannedAction]) -> dict[str, int]:

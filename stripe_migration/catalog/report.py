@@ -23,11 +23,15 @@ def report_metadata(plan: Sequence[PlannedAction], stats: ApplyStats) -> dict[st
         "repriced": applied.get(Action.REPRICE.value, 0)
         + applied.get(Action.UPDATE_AND_REPRICE.value, 0),
         "archived": applied.get(Action.ARCHIVE.value, 0),
+        # Stripe products of rows deleted from the CMS, archived (never deleted)
+        "archived_deleted": applied.get(Action.ARCHIVE_DELETED.value, 0),
         # products whose only change was deactivating the stray prices a killed run left
         "products_with_strays_retired": applied.get(Action.RETIRE_PRICES.value, 0),
         "unchanged": planned[Action.UNCHANGED.value],
         "invalid": planned[Action.INVALID.value],
         "failed": stats.failed,
+        # valid rows Stripe refused (the rest of `failed` are rows invalid in the CMS)
+        "refused_by_stripe": stats.refused,
         "api_calls": int(stats.api.get("stripe_requests", 0)),
         "retries": int(stats.api.get("stripe_retries", 0)),
         "rate_limited_429s": int(stats.api.get("stripe_429s", 0)),

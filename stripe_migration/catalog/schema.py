@@ -91,6 +91,8 @@ PASSTHROUGH_COLUMNS: tuple[str, ...] = (
     "synced_version",
     "stripe_drift",
     "sync_run_id",
+    "synced_metadata_keys",
+    "price_key_generation",
 )
 
 #: Columns of the valid frame, in order.
@@ -131,6 +133,8 @@ _VALID_DTYPES: dict[str, str] = {
     "synced_version": "object",
     "stripe_drift": "object",
     "sync_run_id": "object",
+    "synced_metadata_keys": "object",
+    "price_key_generation": "object",
 }
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")

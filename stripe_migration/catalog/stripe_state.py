@@ -7,12 +7,12 @@ per list call (several at once), with the default price expanded in the same cal
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol
 
-from stripe_migration.catalog.plan import StripeProductState
+from stripe_migration.catalog.plan import Deletion, StripeProductState
 from stripe_migration.catalog.schema import CMS_ID_METADATA_KEY
 from stripe_migration.catalog.stripe_payloads import custom_product_id, price_lookup_key
 
@@ -123,3 +123,30 @@ def fetch_stray_prices(
         with ThreadPoolExecutor(max_workers=min(FETCH_WORKERS, len(wanted))) as pool:
             updated.update(pool.map(strays, wanted))
     return updated
+
+
+def find_products_without_rows(
+    api: StripeReader,
+    without_rows: Callable[[list[str]], Mapping[str, int]],
+    buckets: set[int],
+) -> list[Deletion]:
+    """Active Stripe products carrying a CMS id (metadata ``cms_id``) that no CMS row has, in the
+    catalogue ``buckets``: products of rows deleted before deletions left tombstones.
+
+    ``without_rows`` takes CMS ids and returns those without a row, with their bucket (the
+    database function ``cms_ids_without_row``). Lists every active product: one call per 100.
+    """
+    owned: list[tuple[str, str, str | None]] = []  # (cms id, product id, name)
+    for product in map(plain, api.list_products(active=True, limit=LIST_PAGE_SIZE)):
+        cms_id = (product.get("metadata") or {}).get(CMS_ID_METADATA_KEY)
+        if cms_id:
+            owned.append((str(cms_id), str(product["id"]), product.get("name")))
+    orphans: dict[str, int] = {}
+    ids = sorted({cms_id for cms_id, _, _ in owned})
+    for chunk in _chunks(ids, 500):
+        orphans.update(without_rows(chunk))
+    return [
+        Deletion(cms_id, product_id, name, found_in_stripe=True)
+        for cms_id, product_id, name in owned
+        if cms_id in orphans and orphans[cms_id] in buckets
+    ]

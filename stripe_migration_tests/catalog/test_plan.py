@@ -350,6 +350,7 @@ def test_summary_and_table() -> None:
         "reprice": 0,
         "update_and_reprice": 0,
         "archive": 0,
+        "archive_deleted": 0,
         "retire_prices": 0,
         "unchanged": 1,
         "invalid": 1,
