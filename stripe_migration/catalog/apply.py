@@ -194,7 +194,7 @@ def _create(
 ) -> SyncResult:
     product = item.product or {}
     params = payloads.product_create_params(product)
-    key = payloads.idempotency_key("product.create", item.cms_id, run_id, item.content_hash)
+    key = payloads.product_create_key(str(item.cms_id), run_id, item.content_hash)
     try:
         # the custom id makes a second create harmless: Stripe refuses it as existing
         created = plain(
@@ -223,7 +223,7 @@ def _resend_on_replayed_failure(send: Callable[[str], Any], key: str) -> Any:
     key (it would for 24 hours), send it again under a new key."""
     for generation in range(MAX_KEY_GENERATIONS + 1):
         try:
-            return send(key if generation == 0 else f"{key}:g{generation}")
+            return send(payloads.with_generation(key, generation))
         except IdempotentReplayedError as exc:
             if exc.http_status < 500 or generation == MAX_KEY_GENERATIONS:
                 raise
@@ -244,7 +244,7 @@ def _with_known_metadata(api: StripeWriter, item: PlannedAction) -> PlannedActio
 def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     item = _with_known_metadata(api, item)
     params = payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
-    key = payloads.idempotency_key("product.update", item.cms_id, run_id, item.content_hash)
+    key = payloads.product_update_key(str(item.cms_id), run_id, item.content_hash)
     updated = plain(
         _resend_on_replayed_failure(
             lambda k: api.update_product(item.stripe_product_id, params, idempotency_key=k), key
@@ -274,14 +274,8 @@ def _create_price(
     params = payloads.price_create_params(item.product or {}, str(item.stripe_product_id))
     generation = item.price_key_generation
     while True:
-        tail = (f"g{generation}",) if generation else ()
-        key = payloads.idempotency_key(
-            "price.create",
-            item.cms_id,
-            item.unit_amount,
-            item.currency,
-            item.stripe_price_id,
-            *tail,
+        key = payloads.price_create_key(
+            str(item.cms_id), item.unit_amount, item.currency, item.stripe_price_id, generation
         )
         try:
             return plain(api.create_price(params, idempotency_key=key))
@@ -319,8 +313,8 @@ def _reprice(
     switch = {**(update_params or {}), "default_price": new_price["id"]}
     _resend_on_replayed_failure(
         lambda k: api.update_product(item.stripe_product_id, switch, idempotency_key=k),
-        payloads.idempotency_key(
-            "product.default_price", item.cms_id, run_id, new_price["id"], item.content_hash
+        payloads.default_price_switch_key(
+            str(item.cms_id), run_id, new_price["id"], item.content_hash
         ),
     )
     # Not only the recorded price: a run killed after its price create left that price active,
@@ -340,7 +334,7 @@ def _reprice(
 def _deactivate_price(api: StripeWriter, item: PlannedAction, run_id: str, price_id: str) -> None:
     _resend_on_replayed_failure(
         lambda k: api.update_price(price_id, payloads.deactivate_price_params(), idempotency_key=k),
-        payloads.idempotency_key("price.deactivate", item.cms_id, run_id, price_id),
+        payloads.price_deactivate_key(str(item.cms_id), run_id, price_id),
     )
 
 
@@ -355,7 +349,7 @@ def _retire_strays(api: StripeWriter, item: PlannedAction, run_id: str) -> None:
             lambda k: api.update_price(
                 price_id, payloads.lookup_key_params(str(item.cms_id)), idempotency_key=k
             ),
-            payloads.idempotency_key("price.lookup_key", item.cms_id, run_id, price_id),
+            payloads.lookup_key_reclaim_key(str(item.cms_id), run_id, price_id),
         )
 
 
@@ -364,7 +358,7 @@ def _archive(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     # content hash, so an edit made together with the deactivation must reach Stripe too.
     item = _with_known_metadata(api, item)
     params = payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
-    key = payloads.idempotency_key("product.archive", item.cms_id, run_id, item.content_hash)
+    key = payloads.product_archive_key(str(item.cms_id), run_id, item.content_hash)
     archived = plain(
         _resend_on_replayed_failure(
             lambda k: api.update_product(item.stripe_product_id, params, idempotency_key=k), key
@@ -381,7 +375,7 @@ def _archive_deleted(api: StripeWriter, item: PlannedAction, run_id: str) -> Syn
     )
     archived: str | None = None
     for product_id in candidates:
-        key = payloads.idempotency_key("product.archive_deleted", item.cms_id, run_id, product_id)
+        key = payloads.archive_deleted_key(str(item.cms_id), run_id, product_id)
         try:
             _resend_on_replayed_failure(
                 lambda k, pid=product_id: api.update_product(

@@ -1,13 +1,13 @@
-"""The exact Stripe request parameters for each planned action, and their idempotency keys.
+"""Every Stripe request the migration sends: its parameters and its idempotency key, built here only.
 
 Parameter names follow ``POST /v1/products``, ``POST /v1/products/{id}``, ``POST /v1/prices`` and
-``POST /v1/prices/{price}`` in Stripe's OpenAPI description. What each action sends:
+``POST /v1/prices/{price}`` in Stripe's OpenAPI description. What each action sends (the calls
+themselves are made by :mod:`stripe_migration.catalog.apply`):
 
 - ``create``: one ``POST /v1/products`` with the content, ``default_price_data`` (currency,
   unit_amount, metadata ``cms_id``) and the custom id ``cms_<id>``: a new product costs one write,
   and a second product for the same CMS row is impossible. ``default_price_data`` has no
-  ``lookup_key`` parameter in the API, so that first price carries none; :func:`lookup_key_params`
-  can assign it with one extra ``POST /v1/prices/{price}`` if wanted.
+  ``lookup_key`` parameter in the API, so that first price carries none.
 - ``update`` / ``archive``: one ``POST /v1/products/{id}`` with the full content (``active=false``
   for an archive). Cleared fields are sent as ``""`` (Stripe's "unset"); metadata keys to remove are
   sent with an empty value.
@@ -15,22 +15,23 @@ Parameter names follow ``POST /v1/products``, ``POST /v1/products/{id}``, ``POST
   ``transfer_lookup_key=true``), then ``POST /v1/products/{id}`` with ``default_price`` (and the
   content, for ``update_and_reprice``), then ``POST /v1/prices/{old}`` with ``active=false``: a
   product's default price cannot be archived, so the switch comes first.
+- ``archive_deleted``: ``POST /v1/products/{id}`` with ``active=false`` alone.
 
-Every write carries an idempotency key built from the operation, the CMS id and a fingerprint of
-the parameters (:func:`idempotency_key`): a retried call replays, a call with other parameters gets
-another key (Stripe refuses a reused key with other parameters).
+Keys. A new price is the one write that neither a custom id nor its nature makes safe to repeat,
+so its key spans runs (:func:`price_create_key`: CMS id, amount, currency, the price it replaces,
+and the row's key generation). Every other write sets values, so repeating it is harmless; its key
+includes the run id (a retry inside a run replays, a later run never receives a stale 24-hour
+replay, so an edit A→B→A in one day is applied each time). After Stripe replays a saved failure,
+:func:`with_generation` gives a write its next key.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-from stripe_migration.catalog.hashing import content_hash, price_key, product_content
-from stripe_migration.catalog.plan import Action, PlannedAction
+from stripe_migration.catalog.hashing import product_content
 from stripe_migration.catalog.schema import CMS_ID_METADATA_KEY
 
 #: ``POST /v1/prices`` ``lookup_key.maxLength``.
@@ -39,25 +40,6 @@ MAX_LOOKUP_KEY_CHARS = 200
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 #: Prefix of our idempotency keys, so they are recognisable in Stripe's request logs.
 IDEMPOTENCY_PREFIX = "stripe-migration"
-
-
-class Operation(StrEnum):
-    """The Stripe write operations the migration makes."""
-
-    PRODUCT_CREATE = "product.create"
-    PRODUCT_UPDATE = "product.update"
-    PRICE_CREATE = "price.create"
-    PRICE_UPDATE = "price.update"
-
-
-@dataclass(frozen=True)
-class StripeRequest:
-    """One Stripe write: the operation, the object it targets (None for a create), its params."""
-
-    operation: Operation
-    object_id: str | None
-    params: Mapping[str, Any]
-    idempotency_key: str
 
 
 def price_lookup_key(cms_id: str) -> str:
@@ -81,8 +63,7 @@ def idempotency_key(operation: str, cms_id: object, *fingerprint: object) -> str
     """Return a deterministic key for one write: operation, CMS id, digest of the fingerprint.
 
     The fingerprint (any values, compared as text; None as "") must change whenever the
-    parameters do, e.g. the content hash and price key for a create (the ``*_request`` helpers
-    below choose it).
+    parameters do (the ``*_key`` functions below choose it for each write of the migration).
     """
     parts = ["" if part is None else str(part) for part in fingerprint]
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
@@ -164,108 +145,63 @@ def deactivate_price_params() -> dict[str, Any]:
     return {"active": False}
 
 
-def _require_product(planned: PlannedAction) -> Mapping[str, Any]:
-    if planned.product is None or planned.cms_id is None:
-        raise ValueError(f"action {planned.action} for {planned.cms_id} has no product to send")
-    return planned.product
+# -- idempotency keys of the migration's writes ---------------------------------------------------
 
 
-def product_create_request(planned: PlannedAction, *, custom_id: bool = True) -> StripeRequest:
-    """The single write of a ``create``."""
-    product = _require_product(planned)
-    params = product_create_params(product, custom_id=custom_id)
-    key = idempotency_key(
-        Operation.PRODUCT_CREATE,
-        _cms_id(product),
-        content_hash(product),
-        price_key(int(product["unit_amount"]), str(product["currency"])),
-        params.get("id"),
-    )
-    return StripeRequest(Operation.PRODUCT_CREATE, None, params, key)
+def product_create_key(cms_id: str, run_id: str, content_hash: str | None) -> str:
+    """``POST /v1/products`` of a new product (the custom id already refuses a second one)."""
+    return idempotency_key("product.create", cms_id, run_id, content_hash)
 
 
-def product_update_request(
-    planned: PlannedAction, *, default_price: str | None = None
-) -> StripeRequest:
-    """The product write of an ``update``, ``archive`` or (with ``default_price``) a reprice."""
-    product = _require_product(planned)
-    if planned.stripe_product_id is None:
-        raise ValueError(f"action {planned.action} for {planned.cms_id} has no Stripe product id")
-    params = product_update_params(
-        product, unset_metadata_keys=planned.unset_metadata_keys, default_price=default_price
-    )
-    key = idempotency_key(
-        Operation.PRODUCT_UPDATE,
-        _cms_id(product),
-        planned.stripe_product_id,
-        content_hash(product),
-        ",".join(planned.unset_metadata_keys),
-        default_price or "",
-    )
-    return StripeRequest(Operation.PRODUCT_UPDATE, planned.stripe_product_id, params, key)
+def product_update_key(cms_id: str, run_id: str, content_hash: str | None) -> str:
+    """``POST /v1/products/{id}`` with the full content."""
+    return idempotency_key("product.update", cms_id, run_id, content_hash)
 
 
-def price_create_request(planned: PlannedAction) -> StripeRequest:
-    """The new price of a ``reprice`` / ``update_and_reprice``.
-
-    The key includes the price being replaced, so going 10 → 20 → 10 within Stripe's 24-hour key
-    window creates a new price instead of replaying the first one.
-    """
-    product = _require_product(planned)
-    if planned.stripe_product_id is None:
-        raise ValueError(f"action {planned.action} for {planned.cms_id} has no Stripe product id")
-    params = price_create_params(product, planned.stripe_product_id)
-    key = idempotency_key(
-        Operation.PRICE_CREATE,
-        _cms_id(product),
-        planned.stripe_product_id,
-        price_key(int(product["unit_amount"]), str(product["currency"])),
-        planned.stripe_price_id or "",
-    )
-    return StripeRequest(Operation.PRICE_CREATE, None, params, key)
+def product_archive_key(cms_id: str, run_id: str, content_hash: str | None) -> str:
+    """``POST /v1/products/{id}`` with the full content and ``active=false``."""
+    return idempotency_key("product.archive", cms_id, run_id, content_hash)
 
 
-def price_deactivate_request(cms_id: str, price_id: str) -> StripeRequest:
-    """Archive a replaced price (after the product's default price was switched away from it)."""
-    key = idempotency_key(Operation.PRICE_UPDATE, cms_id, price_id, "active=false")
-    return StripeRequest(Operation.PRICE_UPDATE, price_id, deactivate_price_params(), key)
+def archive_deleted_key(cms_id: str, run_id: str, product_id: str) -> str:
+    """``POST /v1/products/{id}`` ``active=false`` for a row deleted from the CMS."""
+    return idempotency_key("product.archive_deleted", cms_id, run_id, product_id)
 
 
-def first_requests(planned: PlannedAction) -> list[StripeRequest]:
-    """The writes that can be built before any response: all of them except a reprice's switch
-    and deactivation, which need the new price id (see :func:`reprice_followups`)."""
-    match planned.action:
-        case Action.CREATE:
-            return [product_create_request(planned)]
-        case Action.UPDATE | Action.ARCHIVE:
-            return [product_update_request(planned)]
-        case Action.REPRICE | Action.UPDATE_AND_REPRICE:
-            return [price_create_request(planned)]
-        case _:
-            return []
+def price_create_key(
+    cms_id: str,
+    unit_amount: int | None,
+    currency: str | None,
+    replaced_price_id: str | None,
+    generation: int = 0,
+) -> str:
+    """``POST /v1/prices`` of a reprice: the same key in every run for the same transition (a
+    resumed run replays it within Stripe's 24 hours instead of creating a second price); the
+    price being replaced is part of it, so 10 → 20 → 10 makes a new price each time. A
+    ``generation`` above 0 (recorded in ``products.price_key_generation``) is a new key for the
+    same transition, used once Stripe replays a saved failure for the previous one."""
+    tail = (f"g{generation}",) if generation else ()
+    return idempotency_key("price.create", cms_id, unit_amount, currency, replaced_price_id, *tail)
 
 
-def reprice_followups(planned: PlannedAction, new_price_id: str) -> list[StripeRequest]:
-    """After a reprice's new price exists: switch the default price (with the content for
-    ``update_and_reprice``), then deactivate the old price if there was one."""
-    if planned.action is Action.REPRICE:
-        switch = StripeRequest(
-            Operation.PRODUCT_UPDATE,
-            planned.stripe_product_id,
-            {"default_price": new_price_id},
-            idempotency_key(
-                Operation.PRODUCT_UPDATE,
-                str(planned.cms_id),
-                str(planned.stripe_product_id),
-                "default_price",
-                new_price_id,
-            ),
-        )
-    elif planned.action is Action.UPDATE_AND_REPRICE:
-        switch = product_update_request(planned, default_price=new_price_id)
-    else:
-        raise ValueError(f"action {planned.action} is not a reprice")
-    requests = [switch]
-    if planned.stripe_price_id and planned.stripe_price_id != new_price_id:
-        requests.append(price_deactivate_request(str(planned.cms_id), planned.stripe_price_id))
-    return requests
+def default_price_switch_key(
+    cms_id: str, run_id: str, new_price_id: str, content_hash: str | None
+) -> str:
+    """``POST /v1/products/{id}`` ``default_price`` (with the content for update_and_reprice)."""
+    return idempotency_key("product.default_price", cms_id, run_id, new_price_id, content_hash)
+
+
+def price_deactivate_key(cms_id: str, run_id: str, price_id: str) -> str:
+    """``POST /v1/prices/{price}`` ``active=false`` of a replaced or stray price."""
+    return idempotency_key("price.deactivate", cms_id, run_id, price_id)
+
+
+def lookup_key_reclaim_key(cms_id: str, run_id: str, price_id: str) -> str:
+    """``POST /v1/prices/{price}`` giving the CMS lookup key back to the default price."""
+    return idempotency_key("price.lookup_key", cms_id, run_id, price_id)
+
+
+def with_generation(key: str, generation: int) -> str:
+    """``key`` for its ``generation``-th resend after Stripe replayed a saved failure of it (a
+    write that is harmless to repeat); generation 0 is ``key`` itself."""
+    return key if generation == 0 else f"{key}:g{generation}"

@@ -98,3 +98,78 @@ def test_every_product_is_marked_before_its_first_stripe_call() -> None:
     apply_plan(Watching(), plan, lambda _: None, run_id="r1", batch_size=10, workers=4, mark=mark)
     assert created_unmarked == []
     assert sorted(marked) == sorted(str(item.cms_id) for item in plan)
+
+
+class RecordingStripe:
+    """Answers a reprice's calls and records each request: (call, object id, params, key)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str | None, dict, str | None]] = []
+
+    def create_price(self, params: dict, *, idempotency_key: str) -> dict:
+        self.sent.append(("create_price", None, params, idempotency_key))
+        return {"id": "price_new", **params}
+
+    def update_product(self, product_id: str, params: dict, *, idempotency_key: str) -> dict:
+        self.sent.append(("update_product", product_id, params, idempotency_key))
+        return {"id": product_id}
+
+    def update_price(self, price_id: str, params: dict, *, idempotency_key: str) -> dict:
+        self.sent.append(("update_price", price_id, params, idempotency_key))
+        return {"id": price_id}
+
+    def list_prices(self, **params: Any) -> list[dict]:
+        self.sent.append(("list_prices", None, params, None))
+        return []
+
+
+def test_a_reprice_sends_exactly_what_stripe_payloads_builds() -> None:
+    """One place builds every request and its key: what the apply sends is what the payload
+    module says, call by call (the keys' own rules are tested in test_payloads)."""
+    from stripe_migration.catalog import stripe_payloads as payloads
+    from stripe_migration.catalog.apply import apply_one
+    from stripe_migration.catalog.plan import plan_product
+
+    [row] = validate_products(generate_products(1, seed=4, bad_fraction=0.0)).valid.to_dict(
+        "records"
+    )
+    synced = {
+        **row,
+        "stripe_product_id": "prod_1",
+        "stripe_price_id": "price_old",
+        "sync_status": "synced",
+        "sync_content_hash": row["content_hash"],
+        "synced_unit_amount": int(row["unit_amount"]) + 100,
+        "synced_currency": row["currency"],
+        "synced_version": row["updated_at"],
+        "price_key_generation": 2,
+    }
+    item = plan_product(synced)
+    assert item.action.value == "reprice"
+    api = RecordingStripe()
+    result = apply_one(api, item, "run-7")
+    cms_id = str(row["id"])
+    assert result.stripe_price_id == "price_new"
+    assert api.sent == [
+        (
+            "create_price",
+            None,
+            payloads.price_create_params(synced, "prod_1"),
+            payloads.price_create_key(
+                cms_id, int(row["unit_amount"]), row["currency"], "price_old", 2
+            ),
+        ),
+        (
+            "update_product",
+            "prod_1",
+            {"default_price": "price_new"},
+            payloads.default_price_switch_key(cms_id, "run-7", "price_new", row["content_hash"]),
+        ),
+        ("list_prices", None, {"product": "prod_1", "active": True}, None),
+        (
+            "update_price",
+            "price_old",
+            payloads.deactivate_price_params(),
+            payloads.price_deactivate_key(cms_id, "run-7", "price_old"),
+        ),
+    ]

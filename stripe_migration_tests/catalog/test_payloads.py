@@ -9,19 +9,20 @@ from typing import Any
 
 import pytest
 
+from stripe_migration.catalog import stripe_payloads as payloads
 from stripe_migration.catalog.plan import Action, PlannedAction, StripeProductState, plan_product
 from stripe_migration.catalog.schema import validate_row
 from stripe_migration.catalog.stripe_payloads import (
-    Operation,
     custom_product_id,
-    first_requests,
+    deactivate_price_params,
     idempotency_key,
     lookup_key_params,
+    price_create_key,
     price_create_params,
     price_lookup_key,
     product_create_params,
     product_update_params,
-    reprice_followups,
+    with_generation,
 )
 
 ID = "5e0b3c1a-9f7d-4f0e-8a1b-2c3d4e5f6a7b"
@@ -126,56 +127,57 @@ def test_idempotency_keys_are_deterministic_and_follow_the_params() -> None:
     assert idempotency_key("op", ID, 3400, None) == idempotency_key("op", ID, "3400", "")
 
 
-def test_create_request_key_changes_with_content_and_price() -> None:
-    def key(**overrides: Any) -> str:
-        create = plan_product(product(**overrides))
-        return first_requests(create)[0].idempotency_key
-
-    assert key() == key()
-    assert key() != key(name="Other")
-    assert key() != key(price="35")
-
-
-def test_first_requests_per_action() -> None:
-    create = first_requests(plan_product(product()))
-    assert [(r.operation, r.object_id) for r in create] == [(Operation.PRODUCT_CREATE, None)]
-    for action in (Action.UPDATE, Action.ARCHIVE):
-        (request,) = first_requests(planned(action))
-        assert (request.operation, request.object_id) == (Operation.PRODUCT_UPDATE, "prod_1")
-    assert first_requests(planned(Action.ARCHIVE, active=False))[0].params["active"] is False
-    (price,) = first_requests(planned(Action.REPRICE, price="40"))
-    assert price.operation is Operation.PRICE_CREATE
-    assert price.params["product"] == "prod_1"
-    assert first_requests(planned(Action.UNCHANGED)) == []
-    assert first_requests(PlannedAction("x", Action.INVALID, ("bad",))) == []
+def test_price_create_key_spans_runs_and_differs_per_transition() -> None:
+    """The one key without the run id: a resumed run replays the price create instead of
+    creating a second price; 10 → 20 → 10 inside Stripe's key window is a new key each time."""
+    key = price_create_key(ID, 3400, "eur", "price_10")
+    assert key == price_create_key(ID, 3400, "eur", "price_10")
+    assert key != price_create_key(ID, 3400, "eur", "price_20")
+    assert key != price_create_key(ID, 3500, "eur", "price_10")
+    assert key != price_create_key(ID, 3400, "usd", "price_10")
+    # generation 0 is the key of every earlier version, so an upgrade replays what it sent
+    assert key == idempotency_key("price.create", ID, 3400, "eur", "price_10")
+    generations = {price_create_key(ID, 3400, "eur", "price_10", g) for g in range(4)}
+    assert len(generations) == 4
 
 
-def test_reprice_switches_default_then_deactivates_the_old_price() -> None:
-    switch, deactivate = reprice_followups(planned(Action.REPRICE, price="40"), "price_new")
-    assert (switch.operation, switch.object_id) == (Operation.PRODUCT_UPDATE, "prod_1")
-    assert switch.params == {"default_price": "price_new"}
-    assert (deactivate.operation, deactivate.object_id) == (Operation.PRICE_UPDATE, "price_old")
-    assert deactivate.params == {"active": False}
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda run, cms: payloads.product_create_key(cms, run, "hash"),
+        lambda run, cms: payloads.product_update_key(cms, run, "hash"),
+        lambda run, cms: payloads.product_archive_key(cms, run, "hash"),
+        lambda run, cms: payloads.archive_deleted_key(cms, run, "prod_1"),
+        lambda run, cms: payloads.default_price_switch_key(cms, run, "price_new", "hash"),
+        lambda run, cms: payloads.price_deactivate_key(cms, run, "price_old"),
+        lambda run, cms: payloads.lookup_key_reclaim_key(cms, run, "price_1"),
+    ],
+)
+def test_keys_of_repeatable_writes_are_per_run(make) -> None:
+    """Writes that set values: replayed inside a run, never a stale replay in a later run."""
+    assert make("run-1", ID) == make("run-1", ID)
+    assert make("run-1", ID) != make("run-2", ID)
+    assert make("run-1", ID) != make("run-1", "other")
+    assert make("run-1", ID).startswith("stripe-migration:product.") or make(
+        "run-1", ID
+    ).startswith("stripe-migration:price.")
 
 
-def test_update_and_reprice_folds_the_content_into_the_switch() -> None:
-    (switch, _) = reprice_followups(planned(Action.UPDATE_AND_REPRICE, name="New"), "price_new")
-    assert switch.params["name"] == "New"
-    assert switch.params["default_price"] == "price_new"
+def test_keys_of_different_writes_never_collide() -> None:
+    keys = [
+        payloads.product_create_key(ID, "r", "h"),
+        payloads.product_update_key(ID, "r", "h"),
+        payloads.product_archive_key(ID, "r", "h"),
+    ]
+    assert len(set(keys)) == 3
 
 
-def test_reprice_without_an_old_price_does_not_deactivate() -> None:
-    action = PlannedAction(ID, Action.REPRICE, (), product(), "prod_1", None)
-    assert len(reprice_followups(action, "price_new")) == 1
-    with pytest.raises(ValueError, match="not a reprice"):
-        reprice_followups(planned(Action.UPDATE), "price_new")
-
-
-def test_price_create_key_differs_per_transition() -> None:
-    """10 → 20 → 10 inside Stripe's key window must create a new price, not replay the first."""
-    back = PlannedAction(ID, Action.REPRICE, (), product(), "prod_1", "price_20")
-    first = PlannedAction(ID, Action.REPRICE, (), product(), "prod_1", "price_10")
-    assert first_requests(back)[0].idempotency_key != first_requests(first)[0].idempotency_key
+def test_a_resend_after_a_replayed_failure_gets_a_new_key() -> None:
+    key = payloads.product_update_key(ID, "run-1", "hash")
+    assert with_generation(key, 0) == key
+    resends = [with_generation(key, g) for g in (1, 2, 3)]
+    assert len({key, *resends}) == 4
+    assert all(len(k) <= 255 for k in resends)
 
 
 def test_resync_unset_keys_reach_the_update() -> None:
@@ -186,8 +188,8 @@ def test_resync_unset_keys_reach_the_update() -> None:
     )  # fmt: skip
     action = plan_product(product(), state, resync=True)
     assert action.action is Action.UPDATE
-    (request,) = first_requests(action)
-    assert request.params["metadata"]["promo"] == ""
+    params = product_update_params(action.product, action.unset_metadata_keys)
+    assert params["metadata"]["promo"] == ""
 
 
 # The parameters against Stripe's OpenAPI description.
@@ -257,10 +259,10 @@ def _problems(value: Any, schema: dict[str, Any], where: str) -> list[str]:
                 product(), unset_metadata_keys=("x",), default_price="price_1"
             ),
         ),
-        ("/v1/products/{id}", lambda: reprice_followups(planned(Action.REPRICE), "p")[0].params),
+        ("/v1/products/{id}", lambda: {"default_price": "price_1"}),
         ("/v1/prices", lambda: price_create_params(product(), "prod_1")),
         ("/v1/prices/{price}", lambda: lookup_key_params(ID)),
-        ("/v1/prices/{price}", lambda: reprice_followups(planned(Action.REPRICE), "p")[1].params),
+        ("/v1/prices/{price}", deactivate_price_params),
     ],
 )
 def test_params_match_stripe_spec(path: str, params: Any) -> None:
