@@ -861,57 +861,108 @@ def migrate_command(
 @click.option(
     "--run-id",
     default=None,
-    help="The migrate_catalog run to roll back (default: every migration, newest first).",
+    help="The migration run to roll back: its id or the first characters of it (the 8 the UI "
+    "shows); default: every migration run with a backup, newest first.",
 )
 @click.option("--yes", is_flag=True, help="Do not ask before rolling back every migration.")
 @_common
 def rollback_command(run_id: str | None, yes: bool, log_level: str, as_json: bool) -> None:
-    """Undo migrations: archive in Stripe, restore the CMS rows.
+    """Undo migrations: what they did in Stripe and to the CMS rows' sync state.
 
-    Runs the rollback_catalog job: archives in Stripe the products a migration created and
-    restores the Supabase rows from the backup taken before it wrote anything.
+    Runs the rollback_catalog job. A migration run is any run that materialized stripe_products
+    (migrate_catalog, or the catalog assets materialized from the UI). For each row of its backup
+    that it was the last to sync: a Stripe product it created is archived, a price it put in
+    place is switched back, and the row's sync state comes back from the backup. Editors'
+    columns are never written, deleted rows stay deleted, and rows a later run synced are kept
+    and reported. The next migration then sends the CMS's current content.
     """
+    from stripe_migration.db.dagster_runs import (
+        RunLookupError,
+        all_migration_runs,
+        migration_runs,
+        resolve_migration_run,
+    )
+
     set_log_level(log_level.upper())
     require_settings()
     load_definitions()  # a bad setting fails here, naming itself
     with dagster_instance() as instance:
         if run_id:
-            run = instance.get_run_by_id(run_id)
-            if run is None or run.job_name != "migrate_catalog":
-                raise CommandFailed(
-                    f"no migrate_catalog run {run_id} in this Dagster instance "
-                    f"({describe_instance()})",
-                    EXIT_RUN_FAILED,
+            try:
+                target = resolve_migration_run(instance, run_id, all_migration_runs(instance))
+            except RunLookupError as exc:
+                raise CommandFailed(f"{exc} ({describe_instance()})", EXIT_RUN_FAILED) from None
+            if target.run_id != run_id:
+                click.echo(f"run {run_id} is migration run {target.run_id}", err=True)
+            targets = [target]
+            click.echo(f"rolling back {target.describe()}", err=True)
+        else:
+            targets = migration_runs(instance)
+            if not targets:
+                summary = _rollback_summary(None, [], {})
+                if not as_json:
+                    click.echo("nothing to roll back: no migration run with a backup")
+                finish(RunOutcome("", "rollback_catalog", True), summary, as_json)
+                return
+            listing = "\n".join(f"  {t.describe()}" for t in targets)
+            if yes:
+                click.echo(f"rolling back, newest first:\n{listing}", err=True)
+            else:
+                click.confirm(
+                    f"These {len(targets)} migration runs will be rolled back, newest first:\n"
+                    f"{listing}\nRoll them back (archive in Stripe what each created, switch back "
+                    "the prices each put in place, restore the CMS rows' sync state; editors' "
+                    "columns are never written)?",
+                    abort=True,
+                    err=True,
                 )
-            if run.root_run_id and run.root_run_id != run_id:
-                click.echo(
-                    f"run {run_id} re-executes {run.root_run_id}: rolling back that", err=True
-                )
-                run_id = run.root_run_id
-        elif not yes:
-            click.confirm(
-                "Roll back EVERY migration (archive in Stripe what they created, restore the "
-                "CMS rows)?",
-                abort=True,
-                err=True,
-            )
-        run_config = {"ops": {"rollback_migrations": {"config": {"run_id": run_id}}}}
+        run_config = {
+            "ops": {"rollback_migrations": {"config": {"run_ids": [t.run_id for t in targets]}}}
+        }
         with RunConsole(log_level.upper()) as console:
             outcome = run_job(instance, "rollback_catalog", run_config=run_config, console=console)
     found = outcome.metadata.get("rollback_migrations", {})
-    summary = {
-        "command": "rollback",
-        "success": outcome.success,
-        "run_id": outcome.run_id,
-        "rolled_back": run_id or "all",
-        "runs": found.get("runs"),
-        "rows_restored": found.get("rows_restored"),
-        "products_archived": found.get("products_archived"),
-        "reason": outcome.reason,
-    }
+    summary = _rollback_summary(outcome, targets, found)
     if outcome.success and not as_json:
         click.echo(
             f"rolled back {summary['runs']} migration run(s): {summary['rows_restored']} CMS "
-            f"rows restored, {summary['products_archived']} Stripe products archived"
+            f"rows restored, {summary['rows_kept']} kept, {summary['products_archived']} Stripe "
+            f"products archived, {summary['prices_restored']} prices and "
+            f"{summary['contents_restored']} contents restored"
         )
+        for line in summary["kept"][:20]:
+            click.echo(f"kept: {line}")
+        if summary["rows_kept"] > 20:
+            click.echo(f"kept: ... and {summary['rows_kept'] - 20} more (see the run in the UI)")
+        for line in summary["content_left"][:20]:
+            click.echo(f"content left: {line}")
+        click.echo("the next `stripe-migration migrate` sends the CMS's current content")
     finish(outcome, summary, as_json)
+
+
+def _markdown_items(value: Any) -> list[str]:
+    """The lines of a Markdown bullet list the rollback op wrote as metadata."""
+    text = value if isinstance(value, str) else ""
+    return [line[2:] for line in text.splitlines() if line.startswith("- ")]
+
+
+def _rollback_summary(
+    outcome: RunOutcome | None, targets: Sequence[Any], found: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The JSON summary of ``rollback``."""
+    return {
+        "command": "rollback",
+        "success": True if outcome is None else outcome.success,
+        "run_id": None if outcome is None else outcome.run_id,
+        "rolled_back": [t.run_id for t in targets],
+        "runs": found.get("runs", 0 if outcome is None else None),
+        "rows_restored": found.get("rows_restored"),
+        "rows_kept": found.get("rows_kept"),
+        "products_archived": found.get("products_archived"),
+        "prices_restored": found.get("prices_restored"),
+        "contents_restored": found.get("contents_restored"),
+        "contents_left": found.get("contents_left"),
+        "kept": _markdown_items(found.get("kept")),
+        "content_left": _markdown_items(found.get("content_left")),
+        "reason": None if outcome is None else outcome.reason,
+    }

@@ -194,3 +194,21 @@ def test_rollback_of_a_later_run_restores_its_integer_sync_columns(migration) ->
     # The backup of the second run held integer amounts (and ids): they come back exactly.
     assert restored[first]["synced_unit_amount"] == synced[first]["synced_unit_amount"]
     assert restored[first]["stripe_price_id"] == synced[first]["stripe_price_id"]
+    assert restored[first]["price"] == "77.00"  # the editor's price stays
+    # In Stripe the price the second run put in place is switched back: the old price is the
+    # default again, active, with the lookup key; the second run's price is deactivated.
+    old_price = synced[first]["stripe_price_id"]
+    product = migration.emulator.client().v1.products.retrieve(synced[first]["stripe_product_id"])
+    assert product.default_price == old_price
+    prices = _prices(migration)
+    assert prices[old_price]["active"] is True
+    assert prices[old_price]["lookup_key"] == f"cms_{first}"
+    assert [
+        p["active"] for i, p in prices.items() if p["product"] == product.id and i != old_price
+    ] == [False]
+
+    # The row is in scope again, and the next run reprices it to the CMS's price once more.
+    assert migration.run().success
+    repriced = {str(r["id"]): r for r in migration.rows()}[first]
+    assert repriced["synced_unit_amount"] == 7700
+    assert _prices(migration)[repriced["stripe_price_id"]]["active"] is True

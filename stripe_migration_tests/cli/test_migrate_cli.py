@@ -294,13 +294,52 @@ def test_log_level_warning_prints_no_log_line(cli_env) -> None:
 def test_rollback_of_an_unknown_run_is_refused(cli_env) -> None:
     result = _invoke(["rollback", "--run-id", "00000000-0000-0000-0000-000000000000"])
     assert result.exit_code == 1
-    assert "no migrate_catalog run 00000000-" in _one_line_error(result)
+    assert "no migration run 00000000-" in _one_line_error(result)
 
 
-def test_rollback_of_everything_asks_first(cli_env) -> None:
+def test_rollback_of_everything_lists_the_runs_and_asks_first(cli_env) -> None:
+    database_url = cli_env["DATABASE_URL"]
+    _seed(database_url, 6, bad_fraction=0.0)
+    result = _invoke(["migrate", "--json"])
+    assert result.exit_code == 0, result.output
+    run_id = json.loads(result.stdout)["run_id"]
+
     result = _invoke(["rollback"], input="n\n")
     assert result.exit_code == 1
     assert "Aborted" in result.output
+    # The prompt names each run it would undo: short id, job, start, partitions, rows backed up.
+    line = next(line for line in result.stderr.splitlines() if run_id[:8] in line)
+    assert line.split()[:2] == [run_id[:8], "migrate_catalog"]
+    assert "partitions 00..15  6 rows backed up" in line
+    assert all(r["stripe_product_id"] for r in _rows(database_url))  # nothing rolled back
+
+
+def test_rollback_by_the_short_id_the_ui_shows(cli_env, emulator) -> None:
+    database_url = cli_env["DATABASE_URL"]
+    _seed(database_url, 8, bad_fraction=0.0)
+    result = _invoke(["migrate", "--json"])
+    assert result.exit_code == 0, result.output
+    run_id = json.loads(result.stdout)["run_id"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE products SET name = 'Renamed by an editor' WHERE id = %s",
+            [_rows(database_url)[0]["id"]],
+        )
+    before = {str(r["id"]): (r["name"], r["price"], r["updated_at"]) for r in _rows(database_url)}
+
+    result = _invoke(["rollback", "--run-id", run_id[:8], "--json"])
+    assert result.exit_code == 0, result.output
+    assert f"rolling back {run_id[:8]}  migrate_catalog" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["success"] is True
+    assert summary["rolled_back"] == [run_id]
+    assert summary["runs"] == 1
+    assert (summary["rows_restored"], summary["rows_kept"], summary["kept"]) == (8, 0, [])
+    assert summary["products_archived"] == 8
+    assert (summary["prices_restored"], summary["contents_restored"]) == (0, 0)
+    after = {str(r["id"]): (r["name"], r["price"], r["updated_at"]) for r in _rows(database_url)}
+    assert after == before  # the editor's rename is still there
+    assert not any(p["active"] for p in emulator.control.objects("product"))
 
 
 # ---------------------------------------------------------------------------------------------
