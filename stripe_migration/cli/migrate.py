@@ -66,9 +66,11 @@ _SUMMED_FIGURES = (
     "updated",
     "repriced",
     "archived",
+    "archived_deleted",
     "products_with_strays_retired",
     "unchanged",
     "invalid",
+    "refused_by_stripe",
     "failed",
     "api_calls",
     "retries",
@@ -471,8 +473,9 @@ def outcome_of(result: Any, job_name: str) -> RunOutcome:
         if evaluation.passed or key in seen:
             continue
         seen.add(key)
+        said = f": {evaluation.description}" if evaluation.description else ""
         outcome.failed_checks.append(
-            f"{key[1]} on {key[0]}{_check_example(evaluation)}" + CHECK_HINTS.get(key[1], "")
+            f"{key[1]} on {key[0]}{said}{_check_example(evaluation)}" + CHECK_HINTS.get(key[1], "")
         )
     if not outcome.success:
         if outcome.interrupted:
@@ -490,6 +493,8 @@ def outcome_of(result: Any, job_name: str) -> RunOutcome:
 
 #: What to do when a verification fails, appended to the reason.
 CHECK_HINTS = {
+    "stripe_accepted_every_valid_row": "; each refused row has Stripe's message in "
+    "products.sync_error, and the next `stripe-migration migrate` tries it again",
     "stripe_matches_cms": "; `stripe-migration migrate --force-resync` makes Stripe match the CMS",
     "every_valid_product_has_stripe_ids": "; run `stripe-migration migrate` again to finish them",
 }
@@ -675,14 +680,16 @@ def report_line(report: Mapping[str, Any]) -> str:
             ("updated", "updated"),
             ("repriced", "repriced"),
             ("archived", "archived"),
+            ("deleted rows archived", "archived_deleted"),
             ("stray prices retired on", "products_with_strays_retired"),
             ("unchanged", "unchanged"),
         )
-        if key != "products_with_strays_retired" or report.get(key)
+        if key not in ("products_with_strays_retired", "archived_deleted") or report.get(key)
     ]
     return (
         f"{', '.join(done)}, failed {report.get('failed', 0)} "
-        f"(of which invalid in the CMS {report.get('invalid', 0)})\n"
+        f"(invalid in the CMS {report.get('invalid', 0)}, "
+        f"refused by Stripe {report.get('refused_by_stripe', 0)})\n"
         f"{report.get('duration_s', 0)} s, {report.get('products_per_second', 0)} products/s, "
         f"{report.get('api_calls', 0)} Stripe calls, {report.get('retries', 0)} retries, "
         f"{report.get('rate_limited_429s', 0)} answered 429"

@@ -383,3 +383,7 @@ def test_a_reprice_costs_three_writes_and_one_read(migration) -> None:
         "POST /v1/prices/{price}": 1,
     }
     assert calls("GET /v1/prices") == 1
+    # README's "what each change costs" table says the same
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if line.startswith("| price |")]
+    assert row.startswith("| price | 4: 3 writes") and "1 read" in row, row

@@ -213,7 +213,7 @@ def test_dry_run_then_migrate_then_rollback(cli_env, emulator) -> None:
     assert result.exit_code == 0, result.output
     assert "# Catalogue migration report" in result.stdout
     assert f"created {valid}, updated 0" in result.stdout
-    assert f"failed {bad} (of which invalid in the CMS {bad})" in result.stdout
+    assert f"failed {bad} (invalid in the CMS {bad}, refused by Stripe 0)" in result.stdout
     # Not a terminal: the run's log lines, progress included, are plain lines on stderr.
     progress = [line for line in result.stderr.splitlines() if PROGRESS_LINE.search(line)]
     assert progress and f"stripe_catalog: applied {valid}/{valid} products" in progress[-1]
