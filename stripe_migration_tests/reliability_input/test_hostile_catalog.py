@@ -500,8 +500,3 @@ def check_batch(
     TOTALS["rows_synced"] += synced
     TOTALS["rows_failed"] += sum(1 for r in stored.values() if r["sync_status"] == "failed")
     TOTALS["stripe_requests"] += stats["requests_total"]
-
-
-def test_report_totals() -> None:
-    """Print what the hostile rows suite generated (run with ``-s`` to see it)."""
-    print(f"\nhostile catalogue rows: {TOTALS}")

@@ -568,8 +568,3 @@ def test_fuzzed_gateway_requests_never_get_a_500_nor_touch_the_data(
         send()
 
     assert "Traceback" not in log_since(seeded_gateway.process.log_path, log_offset)
-
-
-def test_report_totals() -> None:
-    """Print how many requests were fuzzed (run with ``-s`` to see it)."""
-    print(f"\nhostile requests: {TOTALS}")
