@@ -12,6 +12,7 @@ from stripe_migration.events.jobs import (
     fill_stripe_event_gaps,
     process_stripe_events,
 )
+from stripe_migration.events.policy import event_policy_from_env
 from stripe_migration.events.schedules import stripe_event_gaps_hourly, stripe_events_archive_daily
 from stripe_migration.events.sensors import stripe_events_sensor
 from stripe_migration.resources.environment import (
@@ -39,6 +40,7 @@ defs = dg.Definitions(
         "stripe": stripe_resource_from_env(),
         "supabase": supabase_resource_from_env(),
         "events_db": events_db_resource_from_env(),
+        "event_policy": event_policy_from_env(),
         "catalog_io_manager": PartitionRangePickleIOManager(),
     },
     # One process per run: the steps run one after another, and Stripe calls already run on

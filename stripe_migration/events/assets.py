@@ -9,36 +9,30 @@ the queue over time. ``stripe_events_archive`` moves events past the retention, 
 import dagster as dg
 from pydantic import Field
 
-from stripe_migration.events.processing import (
-    BatchResult,
-    PendingCounts,
-    archive_events,
-    claim_batch,
-    pending_counts,
-    process_batch,
-)
+from stripe_migration.events.policy import EventPolicy
+from stripe_migration.events.processing import BatchResult, archive_events, process_batch
+from stripe_migration.events.queries import PendingCounts, claim_batch, pending_counts
 from stripe_migration.resources.events_db import EventsDatabaseResource
+from stripe_migration.settings import EVENTS_ARCHIVE_BATCH_SIZE
 
 GROUP = "events"
-#: Rows moved by one call of archive_old_events (one transaction, so locks stay short).
-DEFAULT_ARCHIVE_BATCH_SIZE = 1000
 #: Failed events listed in a batch's metadata.
 MAX_ERRORS_SHOWN = 50
 
 
 class ProcessEventsConfig(dg.Config):
-    """One processing run (the sensor sets the batch size); empty fields use events_db's settings."""
+    """One processing run (the sensor sets the batch size); empty fields use the event policy."""
 
     batch_size: int | None = Field(
-        default=None, ge=1, description="Events to claim; empty: events_db's batch_size."
+        default=None, ge=1, description="Events to claim; empty: event_policy's batch_size."
     )
     max_attempts: int | None = Field(
-        default=None, ge=1, description="Attempts before an event is dead; empty: events_db's."
+        default=None, ge=1, description="Attempts before an event is dead; empty: event_policy's."
     )
     retry_delay_s: int | None = Field(
         default=None,
         ge=0,
-        description="Seconds before a failed event may be tried again; empty: events_db's.",
+        description="Seconds before a failed event may be tried again; empty: event_policy's.",
     )
 
 
@@ -46,12 +40,12 @@ class ArchiveConfig(dg.Config):
     """How archival moves its rows."""
 
     batch_size: int = Field(
-        default=DEFAULT_ARCHIVE_BATCH_SIZE,
+        default=EVENTS_ARCHIVE_BATCH_SIZE,
         ge=1,
         description="Events moved per transaction (per call of archive_old_events).",
     )
     retention_days: int | None = Field(
-        default=None, ge=1, description="Archive events older than this; empty: events_db's."
+        default=None, ge=1, description="Archive events older than this; empty: event_policy's."
     )
 
 
@@ -105,28 +99,30 @@ def stripe_events(
     context: dg.AssetExecutionContext,
     config: ProcessEventsConfig,
     events_db: EventsDatabaseResource,
+    event_policy: EventPolicy,
 ) -> dg.MaterializeResult:
     """The Stripe webhook events the receiver stored, processed: each run claims one batch of
     pending events (not processed, attempts left, last attempt older than the retry delay), runs
     their handlers and records every attempt, its batch and its outcome."""
-    settings = events_db.settings()
-    batch_size = config.batch_size or settings.batch_size
-    max_attempts = config.max_attempts or settings.max_attempts
-    retry_delay_s = settings.retry_delay_s if config.retry_delay_s is None else config.retry_delay_s
+    batch_size = config.batch_size or event_policy.batch_size
+    max_attempts = config.max_attempts or event_policy.max_attempts
+    retry_delay_s = (
+        event_policy.retry_delay_s if config.retry_delay_s is None else config.retry_delay_s
+    )
+    result = None
     with events_db.connect() as conn:
         claim = claim_batch(conn, batch_size, max_attempts, retry_delay_s)
-    result = None
-    if claim.batch_id is None:
-        context.log.info("no pending event to process")
-    else:
-        result = process_batch(events_db.database_url, claim.batch_id, claim.events)
-        context.log.info(
-            f"batch {result.batch_id}: {result.event_count} events, {result.processed} processed, "
-            f"{result.failed} failed, {result.skipped} skipped in {result.duration_s:.2f} s"
-        )
-        for event_id, error in result.errors[:MAX_ERRORS_SHOWN]:
-            context.log.warning(f"{event_id}: {error}")
-    with events_db.connect() as conn:
+        if claim.batch_id is None:
+            context.log.info("no pending event to process")
+        else:
+            result = process_batch(conn, claim.batch_id, claim.events)
+            context.log.info(
+                f"batch {result.batch_id}: {result.event_count} events, {result.processed} "
+                f"processed, {result.failed} failed, {result.skipped} skipped in "
+                f"{result.duration_s:.2f} s"
+            )
+            for event_id, error in result.errors[:MAX_ERRORS_SHOWN]:
+                context.log.warning(f"{event_id}: {error}")
         counts = pending_counts(conn, max_attempts, retry_delay_s)
     return dg.MaterializeResult(
         metadata={
@@ -139,13 +135,15 @@ def stripe_events(
 
 @dg.asset(group_name=GROUP, kinds={"postgres"}, deps=[stripe_events])
 def stripe_events_archive(
-    context: dg.AssetExecutionContext, config: ArchiveConfig, events_db: EventsDatabaseResource
+    context: dg.AssetExecutionContext,
+    config: ArchiveConfig,
+    events_db: EventsDatabaseResource,
+    event_policy: EventPolicy,
 ) -> dg.MaterializeResult:
     """Events older than the retention, moved out of ``stripe_events`` with their attempt history
     (``processing_history``), oldest first, one transaction per batch until none is left."""
-    settings = events_db.settings()
-    retention_days = config.retention_days or settings.retention_days
-    if not settings.archive_enabled:
+    retention_days = config.retention_days or event_policy.retention_days
+    if not event_policy.archive_enabled:
         context.log.info("archival is switched off (archive_enabled=false): nothing moved")
         return dg.MaterializeResult(
             metadata={"skipped": True, "archived": 0, "retention_days": retention_days}

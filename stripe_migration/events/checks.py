@@ -3,7 +3,8 @@
 import dagster as dg
 
 from stripe_migration.events.assets import stripe_events
-from stripe_migration.events.processing import dead_events, pending_counts
+from stripe_migration.events.policy import EventPolicy
+from stripe_migration.events.queries import dead_events, pending_counts
 from stripe_migration.resources.events_db import EventsDatabaseResource
 
 #: Dead events listed in the check's table (the count covers all of them).
@@ -11,10 +12,12 @@ MAX_DEAD_SHOWN = 100
 
 
 @dg.asset_check(asset=stripe_events, blocking=False)
-def no_dead_events(events_db: EventsDatabaseResource) -> dg.AssetCheckResult:
+def no_dead_events(
+    events_db: EventsDatabaseResource, event_policy: EventPolicy
+) -> dg.AssetCheckResult:
     """Warns when events used all their attempts without success; lists them with their last
     error. ``stripe-migration events reprocess-dead`` gives them new attempts."""
-    settings = events_db.settings()
+    settings = event_policy
     with events_db.connect() as conn:
         counts = pending_counts(conn, settings.max_attempts, settings.retry_delay_s)
         dead = dead_events(conn, settings.max_attempts, settings.retry_delay_s, MAX_DEAD_SHOWN)

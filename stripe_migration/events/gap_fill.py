@@ -19,14 +19,13 @@ from typing import Any
 
 import psycopg
 
-from stripe_migration.db.urls import libpq_url
+from stripe_migration.events.queries import newest_stored_created
+from stripe_migration.settings import EVENTS_GAP_FILL_OVERLAP_S
 from stripe_migration.webhook.store import MalformedEvent, insert_event, record_from_mapping
 
 ListEvents = Callable[[int | None, str | None], Any]
 """``(created_gte, starting_after) -> page``: one page of ``GET /v1/events`` (newest first), with
 ``data`` (events) and ``has_more``, as a Stripe ``ListObject`` or a plain dict."""
-
-DEFAULT_OVERLAP_S = 3600
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +48,14 @@ def _page_parts(page: Any) -> tuple[list[Any], bool]:
     return data, bool(has_more)
 
 
-def newest_stored_created(conn: psycopg.Connection) -> int | None:
-    """``created`` (Unix seconds) of the newest event in ``stripe_events``, or None if empty."""
-    row = conn.execute(
-        "SELECT floor(extract(epoch FROM max(created_at)))::bigint FROM stripe_events"
-    ).fetchone()
-    return None if row is None else row[0]
-
-
 def fill_gaps(
-    database_url: str,
+    conn: psycopg.Connection,
     stripe_list_events: ListEvents,
-    overlap_s: int = DEFAULT_OVERLAP_S,
+    overlap_s: int = EVENTS_GAP_FILL_OVERLAP_S,
     since: int | None = None,
 ) -> int:
     """List Stripe events created since the newest stored one (minus ``overlap_s``) and store the
-    missing ones. Return how many were stored.
+    missing ones on ``conn`` (autocommit). Return how many were stored.
 
     ``since`` (Unix seconds) overrides the start; with no stored event and no ``since`` every event
     Stripe still keeps is listed. An event that is not a valid Stripe event raises
@@ -73,19 +64,18 @@ def fill_gaps(
     if overlap_s < 0:
         raise ValueError(f"overlap_s must be >= 0, got {overlap_s}")
     stored = listed = 0
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        if since is None:
-            newest = newest_stored_created(conn)
-            since = None if newest is None else max(newest - overlap_s, 0)
-        starting_after: str | None = None
-        while True:
-            data, has_more = _page_parts(stripe_list_events(since, starting_after))
-            for item in data:
-                record = record_from_mapping(_as_dict(item))
-                listed += 1
-                stored += insert_event(conn, record)
-            if not has_more or not data:
-                break
-            starting_after = record.event_id
+    if since is None:
+        newest = newest_stored_created(conn)
+        since = None if newest is None else max(newest - overlap_s, 0)
+    starting_after: str | None = None
+    while True:
+        data, has_more = _page_parts(stripe_list_events(since, starting_after))
+        for item in data:
+            record = record_from_mapping(_as_dict(item))
+            listed += 1
+            stored += insert_event(conn, record)
+        if not has_more or not data:
+            break
+        starting_after = record.event_id
     log.info("gap fill: %d events listed since %s, %d stored", listed, since, stored)
     return stored

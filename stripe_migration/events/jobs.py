@@ -8,13 +8,14 @@ import dagster as dg
 from pydantic import Field
 
 from stripe_migration.events.checks import no_dead_events
-from stripe_migration.events.gap_fill import DEFAULT_OVERLAP_S, fill_gaps
+from stripe_migration.events.gap_fill import fill_gaps
 from stripe_migration.resources.events_db import EventsDatabaseResource
 from stripe_migration.resources.stripe_api import StripeApi, StripeResource
+from stripe_migration.settings import EVENTS_GAP_FILL_OVERLAP_S, STRIPE_LIST_PAGE_SIZE
 
-#: Run tag on every processing run. dagster.yaml can cap them in the run queue with
-#: ``run_queue: tag_concurrency_limits: [{key: stripe_migration/events, value: process, limit: 5}]``
-#: on top of the sensor's own count (``max_concurrent_batches``).
+#: Run tag on every processing run. dagster.yaml's ``concurrency: runs: tag_concurrency_limits``
+#: caps the runs carrying ``stripe_migration/events: process`` in the run queue, on top of the
+#: sensor's own count (the event policy's ``max_concurrent_batches``).
 EVENTS_RUN_TAG = "stripe_migration/events"
 PROCESS_TAG_VALUE = "process"
 
@@ -40,7 +41,7 @@ class GapFillConfig(dg.Config):
     """Where gap filling starts listing Stripe's events."""
 
     overlap_s: int = Field(
-        default=DEFAULT_OVERLAP_S,
+        default=EVENTS_GAP_FILL_OVERLAP_S,
         ge=0,
         description="List from the newest stored event minus this many seconds (covers an "
         "outage that ended since the previous run).",
@@ -56,7 +57,7 @@ class EventPages:
     """``fill_gaps``'s page function over :meth:`StripeApi.list_events`, which pages by itself
     through the rate limiter: each call hands out the next ``page_size`` events of one listing."""
 
-    def __init__(self, api: StripeApi, page_size: int = 100) -> None:
+    def __init__(self, api: StripeApi, page_size: int = STRIPE_LIST_PAGE_SIZE) -> None:
         self._api = api
         self._page_size = page_size
         self._events: Iterator[Any] = iter(())
@@ -92,9 +93,8 @@ def fill_event_gaps(
     """Store the events Stripe has that the receiver never got (``GET /v1/events``)."""
     api = stripe.get_client()
     api.reset_stats()
-    stored = fill_gaps(
-        events_db.database_url, EventPages(api), overlap_s=config.overlap_s, since=config.since
-    )
+    with events_db.connect() as conn:
+        stored = fill_gaps(conn, EventPages(api), overlap_s=config.overlap_s, since=config.since)
     context.log.info(f"gap fill stored {stored} events the receiver had missed")
     return dg.Output(None, metadata={"stored": stored, **stripe.stats_metadata()})
 

@@ -1,82 +1,52 @@
-"""Processing stored Stripe events, without Dagster: claim a batch, run handlers, record attempts.
+"""Processing stored Stripe events, without Dagster: run the handlers of a claimed batch, archive.
 
-How an event moves:
+How an event moves (the SQL of each step is in ``queries.py``):
 
-1. :func:`claim_batch` takes up to ``batch_size`` pending events (not processed, fewer than
+1. ``queries.claim_batch`` takes up to ``batch_size`` pending events (not processed, fewer than
    ``max_attempts`` attempts, no attempt started within ``retry_delay_s``), oldest first, with
-   ``FOR UPDATE SKIP LOCKED``. In the same transaction it records the batch, links the events to it,
-   increments ``processing_attempts`` and inserts a ``started`` attempt per event. That fresh attempt
-   is the claim: no other run takes the event until the retry delay has passed.
+   ``FOR UPDATE SKIP LOCKED``. In the same transaction it records the batch, links the events to
+   it, increments ``processing_attempts`` and inserts a ``started`` attempt per event. That fresh
+   attempt is the claim: no other run takes the event until the retry delay has passed.
 2. :func:`process_batch` handles each event in its own transaction: it locks the event, checks that
    its attempt is still the newest and still ``started``, runs the handler in a savepoint, and
    commits the handler's writes together with the attempt's result and ``processed_at``. A handler
    error rolls back to the savepoint and is recorded on the attempt.
 
 A crash anywhere leaves every event either processed (its writes and ``processed_at`` committed
-together) or with a ``started`` attempt that expires after the retry delay; the next claim marks such
-attempts ``failed`` ("interrupted") and tries again, until ``max_attempts``. Attempts are counted when
-claimed, so an event that crashes the process every time still becomes dead.
+together) or with a ``started`` attempt that expires after the retry delay; the next claim marks
+such attempts ``failed`` ("interrupted") and tries again, until ``max_attempts``. Attempts are
+counted when claimed, so an event that crashes the process every time still becomes dead.
 """
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import timedelta
+from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
 
-from stripe_migration.db.urls import libpq_url, redact
-from stripe_migration.events.config import EventSettings
+from stripe_migration.db.urls import redact
+from stripe_migration.events import queries
 from stripe_migration.events.handlers import HandlerOutcome, handle_event
+
+# dead_events, pending_counts and reprocess_dead_events: transitional re-exports, because
+# cli/webhook.py still imports them from here; remove once it imports them from queries.py.
+from stripe_migration.events.queries import (  # noqa: F401
+    ClaimedEvent,
+    check_positive,
+    dead_events,
+    pending_counts,
+    reprocess_dead_events,
+)
+from stripe_migration.settings import EVENTS_ARCHIVE_BATCH_SIZE
 
 Handler = Callable[[psycopg.Connection, Mapping[str, Any]], HandlerOutcome]
 
-_DEFAULTS = EventSettings()
 MAX_ERROR_CHARS = 1000
-INTERRUPTED = "interrupted: the processing run stopped before recording a result"
-SUPERSEDED = "superseded: the event was claimed again after the retry delay"
-
-# Pending: not processed, attempts left, and no attempt started within the retry delay.
-_PENDING = """
-    e.processed_at IS NULL
-    AND e.processing_attempts < %(max_attempts)s
-    AND NOT EXISTS (
-        SELECT 1 FROM stripe_event_processing p
-        WHERE p.event_id = e.event_id
-          AND p.started_at > now() - make_interval(secs => %(retry_delay_s)s)
-    )
-"""
-
-_SECRETS = [
-    (re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]+"), "[redacted key]"),
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), "[redacted secret]"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [redacted]"),
-    (re.compile(r"(?i)\b(password|passwd|apikey|api_key|secret)(\s*[=:]\s*)\S+"), r"\1\2***"),
-]
-
-
-@dataclass(frozen=True)
-class ClaimedEvent:
-    """An event claimed for processing, with the number of the attempt made for it."""
-
-    event_id: str
-    type: str
-    attempt_number: int
-    created_at: datetime
-
-
-class Claim(NamedTuple):
-    """A claimed batch: ``batch_id`` is None (and ``events`` empty) when nothing was pending."""
-
-    batch_id: str | None
-    events: list[ClaimedEvent]
 
 
 @dataclass(frozen=True)
@@ -100,29 +70,6 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
-class PendingCounts:
-    """The state of the queue: ``ready`` events can be claimed now."""
-
-    new: int
-    retrying: int
-    ready: int
-    dead: int
-    oldest_pending_age_s: float | None
-
-
-@dataclass(frozen=True)
-class DeadEvent:
-    """An event that used all its attempts without success, with its last error."""
-
-    event_id: str
-    type: str
-    created_at: datetime
-    attempts: int
-    last_error: str | None
-    last_attempt_at: datetime | None
-
-
-@dataclass(frozen=True)
 class ArchiveResult:
     """What :func:`archive_events` moved, and what is left."""
 
@@ -137,125 +84,9 @@ class ArchiveResult:
 def error_message(exc: BaseException) -> str:
     """``Type: message`` of ``exc`` for an attempt row: keys, secrets and passwords redacted, truncated."""
     text = redact(f"{type(exc).__name__}: {exc}")
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
     if len(text) > MAX_ERROR_CHARS:
         text = text[: MAX_ERROR_CHARS - 1] + "…"
     return text
-
-
-def _new_batch_id() -> str:
-    return f"batch-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
-
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def claim_batch(
-    conn: psycopg.Connection, batch_size: int, max_attempts: int, retry_delay_s: int
-) -> Claim:
-    """Claim up to ``batch_size`` pending events for a new batch; see the module docstring.
-
-    Commits on return (or releases a savepoint, inside a caller's transaction). Two concurrent calls
-    never claim the same event. Batches left ``processing`` by a crashed run, untouched for longer
-    than the retry delay (at least a minute), are closed as ``failed``/``partial`` on the way.
-    """
-    _check_positive(batch_size=batch_size, max_attempts=max_attempts)
-    if retry_delay_s < 0:
-        raise ValueError(f"retry_delay_s must be >= 0, got {retry_delay_s}")
-    params = {"max_attempts": max_attempts, "retry_delay_s": retry_delay_s, "limit": batch_size}
-    with conn.transaction():
-        conn.execute(
-            """
-            UPDATE stripe_event_batches
-            SET status = CASE WHEN processed_count > 0 THEN 'partial' ELSE 'failed' END,
-                completed_at = now()
-            WHERE status = 'processing'
-              AND updated_at < now() - make_interval(secs => greatest(%s, 60))
-            """,
-            (retry_delay_s,),
-        )
-        locked = [
-            row[0]
-            for row in conn.execute(
-                f"""
-                SELECT e.event_id FROM stripe_events e
-                WHERE {_PENDING}
-                ORDER BY e.created_at, e.received_at, e.id
-                LIMIT %(limit)s
-                FOR UPDATE OF e SKIP LOCKED
-                """,
-                params,
-            )
-        ]
-        if not locked:
-            return Claim(None, [])
-        # A row claimed by a run that committed while this statement ran is re-checked by
-        # PostgreSQL on its own columns only, not on the NOT EXISTS over attempts; a second
-        # statement, with a fresh snapshot, sees that run's attempt. The rows are locked now.
-        rows = conn.execute(
-            f"""
-            SELECT e.event_id FROM stripe_events e
-            WHERE e.event_id = ANY(%(ids)s) AND {_PENDING}
-            ORDER BY e.created_at, e.received_at, e.id
-            """,
-            params | {"ids": locked},
-        ).fetchall()
-        ids = [row[0] for row in rows]
-        if not ids:
-            return Claim(None, [])
-        batch_id = _new_batch_id()
-        conn.execute(
-            """
-            INSERT INTO stripe_event_batches (batch_id, status, event_count, started_at)
-            VALUES (%s, 'processing', %s, now())
-            """,
-            (batch_id, len(ids)),
-        )
-        conn.execute(
-            """
-            UPDATE stripe_event_processing
-            SET status = 'failed', error_message = %s, completed_at = now()
-            WHERE event_id = ANY(%s) AND status = 'started'
-            """,
-            (INTERRUPTED, ids),
-        )
-        claimed = conn.execute(
-            """
-            UPDATE stripe_events
-            SET processing_attempts = processing_attempts + 1, batch_id = %s
-            WHERE event_id = ANY(%s)
-            RETURNING event_id, type, processing_attempts, created_at
-            """,
-            (batch_id, ids),
-        ).fetchall()
-        order = {event_id: i for i, event_id in enumerate(ids)}
-        claimed.sort(key=lambda r: order[r[0]])
-        conn.execute(
-            """
-            INSERT INTO stripe_event_processing (event_id, attempt_number, status, started_at)
-            SELECT event_id, attempt_number, 'started', now()
-            FROM unnest(%s::text[], %s::int[]) AS t (event_id, attempt_number)
-            """,
-            ([r[0] for r in claimed], [r[2] for r in claimed]),
-        )
-    return Claim(batch_id, [ClaimedEvent(r[0], r[1], r[2], r[3]) for r in claimed])
-
-
-def _finish_attempt(
-    conn: psycopg.Connection, event: ClaimedEvent, status: str, error: str | None
-) -> None:
-    conn.execute(
-        """
-        UPDATE stripe_event_processing
-        SET status = %s, error_message = %s, completed_at = clock_timestamp()
-        WHERE event_id = %s AND attempt_number = %s
-        """,
-        (status, error, event.event_id, event.attempt_number),
-    )
 
 
 def _process_one(
@@ -263,34 +94,12 @@ def _process_one(
 ) -> tuple[str, str | None]:
     """Handle one claimed event in one transaction. Return (succeeded|ignored|failed|skipped, detail)."""
     with conn.transaction():
-        row = conn.execute(
-            """
-            SELECT payload, processed_at, processing_attempts FROM stripe_events
-            WHERE event_id = %s FOR UPDATE
-            """,
-            (event.event_id,),
-        ).fetchone()
-        if row is None:
+        locked = queries.lock_claimed_event(conn, event)
+        if locked is None:
             return "skipped", "no longer in stripe_events (archived)"
-        payload, processed_at, attempts = row
-        attempt = conn.execute(
-            """
-            SELECT status FROM stripe_event_processing
-            WHERE event_id = %s AND attempt_number = %s FOR UPDATE
-            """,
-            (event.event_id, event.attempt_number),
-        ).fetchone()
-        if processed_at is not None or attempts != event.attempt_number or attempt != ("started",):
-            if attempt == ("started",):
-                _finish_attempt(conn, event, "failed", SUPERSEDED)
+        payload, current = locked
+        if not current:
             return "skipped", "already processed or claimed again"
-        conn.execute(
-            """
-            UPDATE stripe_event_processing SET started_at = clock_timestamp()
-            WHERE event_id = %s AND attempt_number = %s
-            """,
-            (event.event_id, event.attempt_number),
-        )
         try:
             with conn.transaction():
                 outcome = handler(conn, payload)
@@ -301,36 +110,22 @@ def _process_one(
                     raise TypeError(f"handler returned {outcome!r}, not a HandlerOutcome")
         except Exception as exc:
             message = error_message(exc)
-            _finish_attempt(conn, event, "failed", message)
-            conn.execute(
-                "UPDATE stripe_event_batches SET failed_count = failed_count + 1 WHERE batch_id = %s",
-                (batch_id,),
-            )
+            queries.record_failure(conn, batch_id, event, message)
             return "failed", message
-        _finish_attempt(conn, event, outcome.status, None)
-        conn.execute(
-            """
-            UPDATE stripe_events
-            SET processed_at = clock_timestamp(),
-                metadata = metadata || jsonb_build_object('outcome', %s::text, 'detail', %s::text)
-            WHERE event_id = %s
-            """,
-            (outcome.status, outcome.detail[:MAX_ERROR_CHARS], event.event_id),
-        )
-        conn.execute(
-            "UPDATE stripe_event_batches SET processed_count = processed_count + 1 WHERE batch_id = %s",
-            (batch_id,),
+        queries.record_processed(
+            conn, batch_id, event, outcome.status, outcome.detail[:MAX_ERROR_CHARS]
         )
         return outcome.status, outcome.detail
 
 
 def process_batch(
-    database_url: str,
+    conn: psycopg.Connection,
     batch_id: str,
     events: Sequence[ClaimedEvent],
     handler: Handler = handle_event,
 ) -> BatchResult:
-    """Process the events of a batch claimed by :func:`claim_batch`, one transaction each.
+    """Process the events of a batch claimed by :func:`~stripe_migration.events.queries.claim_batch`,
+    one transaction each, on ``conn`` (autocommit, outside a transaction).
 
     Handler exceptions are recorded on the attempt and counted as failures; anything else (the
     database going away, KeyboardInterrupt) propagates and leaves the rest for a later claim.
@@ -338,29 +133,14 @@ def process_batch(
     started = time.monotonic()
     counts = {"succeeded": 0, "ignored": 0, "failed": 0, "skipped": 0}
     errors: list[tuple[str, str]] = []
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        for event in events:
-            status, detail = _process_one(conn, batch_id, event, handler)
-            counts[status] += 1
-            if status == "failed":
-                errors.append((event.event_id, detail or ""))
-        row = conn.execute(
-            """
-            UPDATE stripe_event_batches
-            SET status = CASE WHEN failed_count = 0 THEN 'completed'
-                              WHEN processed_count > 0 THEN 'partial'
-                              ELSE 'failed' END,
-                completed_at = now()
-            WHERE batch_id = %s
-            RETURNING status
-            """,
-            (batch_id,),
-        ).fetchone()
-    if row is None:
-        raise ValueError(f"no batch {batch_id!r} in stripe_event_batches")
+    for event in events:
+        status, detail = _process_one(conn, batch_id, event, handler)
+        counts[status] += 1
+        if status == "failed":
+            errors.append((event.event_id, detail or ""))
     return BatchResult(
         batch_id=batch_id,
-        status=row[0],
+        status=queries.close_batch(conn, batch_id),
         event_count=len(events),
         succeeded=counts["succeeded"],
         ignored=counts["ignored"],
@@ -371,175 +151,10 @@ def process_batch(
     )
 
 
-def process_pending(
-    database_url: str,
-    batch_size: int,
-    max_attempts: int,
-    retry_delay_s: int,
-    handler: Handler = handle_event,
-) -> BatchResult | None:
-    """Claim one batch and process it. Return None when nothing was pending."""
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        batch_id, events = claim_batch(conn, batch_size, max_attempts, retry_delay_s)
-    if batch_id is None:
-        return None
-    return process_batch(database_url, batch_id, events, handler)
-
-
-def pending_counts(
-    conn: psycopg.Connection, max_attempts: int, retry_delay_s: int = _DEFAULTS.retry_delay_s
-) -> PendingCounts:
-    """Count unprocessed events: never tried, tried and waiting, ready to claim now, dead.
-
-    ``retrying`` includes events whose attempt is running; ``dead`` excludes an event whose last
-    attempt is still running (started within ``retry_delay_s``).
-    """
-    row = conn.execute(
-        f"""
-        SELECT
-            count(*) FILTER (WHERE e.processing_attempts = 0),
-            count(*) FILTER (WHERE e.processing_attempts > 0
-                             AND e.processing_attempts < %(max_attempts)s),
-            count(*) FILTER (WHERE {_PENDING}),
-            count(*) FILTER (WHERE e.processing_attempts >= %(max_attempts)s AND NOT EXISTS (
-                SELECT 1 FROM stripe_event_processing p
-                WHERE p.event_id = e.event_id AND p.status = 'started'
-                  AND p.started_at > now() - make_interval(secs => %(retry_delay_s)s))),
-            extract(epoch FROM now() - min(e.created_at)
-                    FILTER (WHERE e.processing_attempts < %(max_attempts)s))::float8
-        FROM stripe_events e
-        WHERE e.processed_at IS NULL
-        """,
-        {"max_attempts": max_attempts, "retry_delay_s": retry_delay_s},
-    ).fetchone()
-    assert row is not None
-    return PendingCounts(*(int(v) for v in row[:4]), oldest_pending_age_s=row[4])
-
-
-def dead_events(
-    conn: psycopg.Connection,
-    max_attempts: int,
-    retry_delay_s: int = _DEFAULTS.retry_delay_s,
-    limit: int = 100,
-) -> list[DeadEvent]:
-    """Events that used ``max_attempts`` attempts without success, oldest first, with the last error.
-
-    An event whose last attempt is still running (started within ``retry_delay_s``) is not dead yet;
-    one whose last attempt was interrupted shows :data:`INTERRUPTED` as its error.
-    """
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            """
-            SELECT e.event_id, e.type, e.created_at, e.processing_attempts AS attempts,
-                   CASE WHEN last.status = 'started' THEN %(interrupted)s
-                        ELSE last.error_message END AS last_error,
-                   last.started_at AS last_attempt_at
-            FROM stripe_events e
-            LEFT JOIN LATERAL (
-                SELECT p.status, p.error_message, p.started_at FROM stripe_event_processing p
-                WHERE p.event_id = e.event_id
-                ORDER BY p.attempt_number DESC LIMIT 1
-            ) last ON true
-            WHERE e.processed_at IS NULL
-              AND e.processing_attempts >= %(max_attempts)s
-              AND NOT (last.status IS NOT DISTINCT FROM 'started'
-                       AND last.started_at > now() - make_interval(secs => %(retry_delay_s)s))
-            ORDER BY e.created_at, e.event_id
-            LIMIT %(limit)s
-            """,
-            {
-                "max_attempts": max_attempts,
-                "retry_delay_s": retry_delay_s,
-                "limit": limit,
-                "interrupted": INTERRUPTED,
-            },
-        )
-        return [DeadEvent(**row) for row in cur.fetchall()]
-
-
-def ready_events(
-    conn: psycopg.Connection, max_attempts: int, retry_delay_s: int, limit: int
-) -> list[tuple[str, int]]:
-    """The events :func:`claim_batch` would take now, in its order, as ``(event_id, attempts)``.
-
-    At most ``limit`` of them; read without locking, so a claim may take a different set.
-    """
-    _check_positive(max_attempts=max_attempts, limit=limit)
-    rows = conn.execute(
-        f"""
-        SELECT e.event_id, e.processing_attempts FROM stripe_events e
-        WHERE {_PENDING}
-        ORDER BY e.created_at, e.received_at, e.id
-        LIMIT %(limit)s
-        """,
-        {"max_attempts": max_attempts, "retry_delay_s": retry_delay_s, "limit": limit},
-    ).fetchall()
-    return [(row[0], int(row[1])) for row in rows]
-
-
-def reprocess_dead_events(
-    conn: psycopg.Connection,
-    max_attempts: int,
-    retry_delay_s: int = _DEFAULTS.retry_delay_s,
-    event_ids: Sequence[str] | None = None,
-) -> list[str]:
-    """Give dead events (all of them, or those of ``event_ids``) a fresh set of attempts.
-
-    Their attempt rows move into ``metadata.reprocessed`` (a list with one ``{"at", "attempts"}``
-    entry per reprocessing), because attempt numbers restart at 1; ``processing_attempts`` goes
-    back to 0, so the next claim takes them. Return the ids reset, oldest first; an id that is not
-    dead (processed, attempts left, or unknown) is left alone. Commits on return.
-    """
-    _check_positive(max_attempts=max_attempts)
-    with conn.transaction():
-        ids = [
-            row[0]
-            for row in conn.execute(
-                """
-                SELECT e.event_id FROM stripe_events e
-                WHERE e.processed_at IS NULL
-                  AND e.processing_attempts >= %(max_attempts)s
-                  AND (%(ids)s::text[] IS NULL OR e.event_id = ANY(%(ids)s::text[]))
-                  AND NOT EXISTS (
-                      SELECT 1 FROM stripe_event_processing p
-                      WHERE p.event_id = e.event_id AND p.status = 'started'
-                        AND p.started_at > now() - make_interval(secs => %(retry_delay_s)s))
-                ORDER BY e.created_at, e.event_id
-                FOR UPDATE OF e
-                """,
-                {
-                    "max_attempts": max_attempts,
-                    "retry_delay_s": retry_delay_s,
-                    "ids": None if event_ids is None else list(event_ids),
-                },
-            )
-        ]
-        if not ids:
-            return []
-        conn.execute(
-            """
-            UPDATE stripe_events e
-            SET processing_attempts = 0,
-                metadata = e.metadata || jsonb_build_object(
-                    'reprocessed',
-                    COALESCE(e.metadata -> 'reprocessed', '[]'::jsonb) || jsonb_build_array(
-                        jsonb_build_object('at', now(), 'attempts', COALESCE((
-                            SELECT jsonb_agg(to_jsonb(p) - 'id' - 'event_id'
-                                             ORDER BY p.attempt_number)
-                            FROM stripe_event_processing p WHERE p.event_id = e.event_id
-                        ), '[]'::jsonb))))
-            WHERE e.event_id = ANY(%s)
-            """,
-            (ids,),
-        )
-        conn.execute("DELETE FROM stripe_event_processing WHERE event_id = ANY(%s)", (ids,))
-    return ids
-
-
 def archive_events(
     conn: psycopg.Connection,
     retention_days: int,
-    batch_size: int = 1000,
+    batch_size: int = EVENTS_ARCHIVE_BATCH_SIZE,
     max_batches: int | None = None,
 ) -> ArchiveResult:
     """Move events created more than ``retention_days`` ago to ``stripe_events_archive``.
@@ -548,7 +163,7 @@ def archive_events(
     and an interruption keeps what was done, until a batch moves nothing (or ``max_batches``).
     ``conn`` must not be inside a transaction.
     """
-    _check_positive(retention_days=retention_days, batch_size=batch_size)
+    check_positive(retention_days=retention_days, batch_size=batch_size)
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise ValueError("archive_events needs a connection outside a transaction")
     retention = timedelta(days=retention_days)
@@ -557,31 +172,18 @@ def archive_events(
     longest = 0.0
     while max_batches is None or batches < max_batches:
         batch_started = time.monotonic()
-        with conn.transaction():
-            row = conn.execute(
-                "SELECT archive_old_events(%s, %s)", (retention, batch_size)
-            ).fetchone()
-        moved = int(row[0]) if row else 0
+        moved = queries.archive_one_batch(conn, retention, batch_size)
         longest = max(longest, time.monotonic() - batch_started)
         if moved == 0:
             break
         batches += 1
         archived += moved
-    with conn.transaction():
-        row = conn.execute(
-            """
-            SELECT count(*) FILTER (WHERE created_at < now() - %s),
-                   extract(epoch FROM now() - min(created_at))::float8
-            FROM stripe_events
-            """,
-            (retention,),
-        ).fetchone()
-    assert row is not None
+    remaining, oldest_age_s = queries.past_retention(conn, retention)
     return ArchiveResult(
         archived=archived,
         batches=batches,
-        remaining=int(row[0]),
-        oldest_age_s=row[1],
+        remaining=remaining,
+        oldest_age_s=oldest_age_s,
         longest_batch_s=longest,
         duration_s=time.monotonic() - started,
     )

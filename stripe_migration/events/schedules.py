@@ -3,7 +3,7 @@
 import dagster as dg
 
 from stripe_migration.events.jobs import archive_stripe_events, fill_stripe_event_gaps
-from stripe_migration.resources.events_db import EventsDatabaseResource
+from stripe_migration.events.policy import EventPolicy
 
 #: 03:30 UTC, away from midnight when other daily jobs tend to start.
 ARCHIVE_CRON = "30 3 * * *"
@@ -18,10 +18,10 @@ GAP_FILL_CRON = "20 * * * *"
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 def stripe_events_archive_daily(
-    context: dg.ScheduleEvaluationContext, events_db: EventsDatabaseResource
+    context: dg.ScheduleEvaluationContext, event_policy: EventPolicy
 ) -> dg.RunRequest | dg.SkipReason:
     """Materialize stripe_events_archive once a day, unless archive_enabled is off."""
-    if not events_db.archive_enabled:
+    if not event_policy.archive_enabled:
         return dg.SkipReason("archival is switched off (STRIPE_EVENTS_ARCHIVE_ENABLED=false)")
     return dg.RunRequest()
 

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import dagster as dg
 
 from stripe_migration.events.jobs import process_stripe_events
-from stripe_migration.events.processing import ready_events
+from stripe_migration.events.policy import EventPolicy
+from stripe_migration.events.queries import ready_events
 from stripe_migration.resources.events_db import EventsDatabaseResource
 
 IN_FLIGHT = [
@@ -62,10 +63,12 @@ def in_flight_runs(instance: dg.DagsterInstance) -> int:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def stripe_events_sensor(
-    context: dg.SensorEvaluationContext, events_db: EventsDatabaseResource
+    context: dg.SensorEvaluationContext,
+    events_db: EventsDatabaseResource,
+    event_policy: EventPolicy,
 ) -> dg.SensorResult | dg.SkipReason:
     """Launch a processing run per batch of pending events, at most max_concurrent_batches at once."""
-    settings = events_db.settings()
+    settings = event_policy
     now = time.time()
     window_s = max(settings.retry_delay_s, MIN_WINDOW_S)
     launched = {k: t for k, t in _load_cursor(context.cursor).items() if now - t < window_s}

@@ -20,20 +20,18 @@ from dagster._core.test_utils import create_run_for_test
 
 from stripe_migration.events.assets import stripe_events, stripe_events_archive
 from stripe_migration.events.checks import no_dead_events
-from stripe_migration.events.gap_fill import fill_gaps
 from stripe_migration.events.jobs import (
     EventPages,
     archive_stripe_events,
     fill_stripe_event_gaps,
     process_stripe_events,
 )
+from stripe_migration.events.policy import EventPolicy, event_policy_from_env
 from stripe_migration.events.schedules import stripe_events_archive_daily
 from stripe_migration.events.sensors import stripe_events_sensor
-from stripe_migration.resources.events_db import (
-    EventsDatabaseResource,
-    events_db_resource_from_env,
-)
+from stripe_migration.resources.events_db import EventsDatabaseResource
 from stripe_migration.webhook.store import insert_event, record_from_mapping
+from stripe_migration_tests.fixtures.events import fill_gaps_at
 from stripe_migration_tests.fixtures.migration import stripe_resource_for
 
 DELAY = 300
@@ -86,27 +84,34 @@ def age_attempts(db: str, seconds: int) -> None:
     )
 
 
-def build_defs(events_db: EventsDatabaseResource, **extra: Any) -> dg.Definitions:
+EventResources = dict[str, Any]
+
+
+def event_resources(database_url: str, **policy: Any) -> EventResources:
+    """The two resources the events' definitions use: the database, and the event policy."""
+    return {
+        "events_db": EventsDatabaseResource(database_url=database_url),
+        "event_policy": EventPolicy(**policy),
+    }
+
+
+def build_defs(events_db: EventResources, **extra: Any) -> dg.Definitions:
     return dg.Definitions(
         assets=[stripe_events, stripe_events_archive],
         asset_checks=[no_dead_events],
         jobs=[process_stripe_events, archive_stripe_events, *extra.pop("jobs", [])],
         sensors=[stripe_events_sensor],
         schedules=[stripe_events_archive_daily],
-        resources={"events_db": events_db, **extra},
+        resources={**events_db, **extra},
         executor=dg.in_process_executor,
     )
 
 
-def tick(
-    instance: dg.DagsterInstance, events_db: EventsDatabaseResource, cursor: str | None = None
-) -> Any:
+def tick(instance: dg.DagsterInstance, events_db: EventResources, cursor: str | None = None) -> Any:
     # As a context manager: the context opens its own instance from the given one's ref, and only
     # closing the context closes it (left to the garbage collector, it resets Dagster's current
     # defs-state storage to a dead instance in the middle of a later test).
-    with dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"events_db": events_db}
-    ) as context:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=events_db) as context:
         return stripe_events_sensor.evaluate_tick(context)
 
 
@@ -127,15 +132,15 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
 
 
 @pytest.fixture
-def events_db(migrated_db: str) -> EventsDatabaseResource:
-    return EventsDatabaseResource(database_url=migrated_db, retry_delay_s=DELAY, batch_size=10)
+def events_db(migrated_db: str) -> EventResources:
+    return event_resources(migrated_db, retry_delay_s=DELAY, batch_size=10)
 
 
 # --- the sensor --------------------------------------------------------------------------------
 
 
 def test_sensor_launches_a_keyed_run_per_batch_and_not_the_same_state_twice(
-    migrated_db: str, instance: dg.DagsterInstance, events_db: EventsDatabaseResource
+    migrated_db: str, instance: dg.DagsterInstance, events_db: EventResources
 ) -> None:
     base = int(time.time()) - 1000
     add(migrated_db, *(payment_failed(f"evt_{i:02d}", base + i) for i in range(25)))
@@ -174,7 +179,7 @@ def test_sensor_launches_a_keyed_run_per_batch_and_not_the_same_state_twice(
 
 
 def test_sensor_keeps_at_most_max_concurrent_batches_in_flight(
-    migrated_db: str, instance: dg.DagsterInstance, events_db: EventsDatabaseResource
+    migrated_db: str, instance: dg.DagsterInstance, events_db: EventResources
 ) -> None:
     base = int(time.time()) - 1000
     add(migrated_db, *(payment_failed(f"evt_{i:02d}", base + i) for i in range(100)))
@@ -207,7 +212,7 @@ def test_sensor_keeps_at_most_max_concurrent_batches_in_flight(
 
 
 def test_failing_event_is_retried_after_the_delay_then_dead_and_reported(
-    migrated_db: str, instance: dg.DagsterInstance, events_db: EventsDatabaseResource
+    migrated_db: str, instance: dg.DagsterInstance, events_db: EventResources
 ) -> None:
     base = int(time.time()) - 1000
     add(migrated_db, payment_failed("evt_ok", base), broken_product_event("evt_bad", base + 1))
@@ -266,7 +271,7 @@ def test_failing_event_is_retried_after_the_delay_then_dead_and_reported(
 
 
 def test_settings_can_be_overridden_in_run_config(
-    migrated_db: str, instance: dg.DagsterInstance, events_db: EventsDatabaseResource
+    migrated_db: str, instance: dg.DagsterInstance, events_db: EventResources
 ) -> None:
     base = int(time.time()) - 1000
     add(migrated_db, *(payment_failed(f"evt_{i}", base + i) for i in range(3)))
@@ -287,7 +292,7 @@ def test_settings_can_be_overridden_in_run_config(
 
 
 def test_archive_moves_exactly_the_events_past_retention_with_their_history(
-    migrated_db: str, instance: dg.DagsterInstance, events_db: EventsDatabaseResource
+    migrated_db: str, instance: dg.DagsterInstance, events_db: EventResources
 ) -> None:
     day = 86400
     now = int(time.time())
@@ -340,13 +345,13 @@ def test_archive_switched_off_moves_nothing_and_the_schedule_skips(
     migrated_db: str, instance: dg.DagsterInstance
 ) -> None:
     add(migrated_db, payment_failed("evt_old", int(time.time()) - 365 * 86400))
-    off = EventsDatabaseResource(database_url=migrated_db, archive_enabled=False)
-    on = EventsDatabaseResource(database_url=migrated_db)
+    off = event_resources(migrated_db, archive_enabled=False)
+    on = event_resources(migrated_db)
 
-    with dg.build_schedule_context(instance=instance, resources={"events_db": off}) as context:
+    with dg.build_schedule_context(instance=instance, resources=off) as context:
         skipped = stripe_events_archive_daily.evaluate_tick(context)
     assert not skipped.run_requests and "switched off" in skipped.skip_message
-    with dg.build_schedule_context(instance=instance, resources={"events_db": on}) as context:
+    with dg.build_schedule_context(instance=instance, resources=on) as context:
         assert len(stripe_events_archive_daily.evaluate_tick(context).run_requests) == 1
 
     result = (
@@ -368,7 +373,7 @@ def output_metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, A
 
 
 def test_gap_fill_job_stores_the_events_the_receiver_never_got(
-    migrated_db: str, instance: dg.DagsterInstance, events_db: EventsDatabaseResource, emulator
+    migrated_db: str, instance: dg.DagsterInstance, events_db: EventResources, emulator
 ) -> None:
     client = emulator.client()
     for i in range(4):
@@ -400,18 +405,18 @@ def test_gap_fill_pages_through_the_rate_limited_client(migrated_db: str, emulat
         client.v1.products.create(params={"name": f"Paged {i}"})
     api = stripe_resource_for(emulator).get_client()
     api.page_size = 2  # Stripe pages of 2, handed to fill_gaps in pages of 3
-    assert fill_gaps(migrated_db, EventPages(api, page_size=3)) == 7
+    assert fill_gaps_at(migrated_db, EventPages(api, page_size=3)) == 7
     assert api.stats.requests == 4
     assert len(query(migrated_db, "SELECT event_id FROM stripe_events")) == 7
-    assert fill_gaps(migrated_db, EventPages(api, page_size=3), since=0) == 0
+    assert fill_gaps_at(migrated_db, EventPages(api, page_size=3), since=0) == 0
 
 
 # --- the resource ------------------------------------------------------------------------------
 
 
 def test_settings_come_from_the_environment_with_the_seed_defaults() -> None:
-    default = events_db_resource_from_env({})
-    assert default.settings().__dict__ == {
+    default = event_policy_from_env({})
+    assert default.model_dump() == {
         "max_attempts": 3,
         "retry_delay_s": 300,
         "retention_days": 180,
@@ -419,7 +424,7 @@ def test_settings_come_from_the_environment_with_the_seed_defaults() -> None:
         "batch_size": 100,
         "max_concurrent_batches": 5,
     }
-    tuned = events_db_resource_from_env(
+    tuned = event_policy_from_env(
         {
             "STRIPE_EVENTS_MAX_ATTEMPTS": "5",
             "STRIPE_EVENTS_RETRY_DELAY_S": "60",
@@ -428,14 +433,14 @@ def test_settings_come_from_the_environment_with_the_seed_defaults() -> None:
             "STRIPE_EVENTS_BATCH_SIZE": "20",
             "STRIPE_EVENTS_MAX_CONCURRENT_BATCHES": "2",
         }
-    ).settings()
+    )
     assert (tuned.max_attempts, tuned.retry_delay_s, tuned.retention_days) == (5, 60, 30)
     assert (tuned.archive_enabled, tuned.batch_size, tuned.max_concurrent_batches) == (False, 20, 2)
 
     with pytest.raises(ValueError, match="STRIPE_EVENTS_BATCH_SIZE='ten'"):
-        events_db_resource_from_env({"STRIPE_EVENTS_BATCH_SIZE": "ten"})
+        event_policy_from_env({"STRIPE_EVENTS_BATCH_SIZE": "ten"})
     with pytest.raises(ValueError, match="max_attempts"):
-        events_db_resource_from_env({"STRIPE_EVENTS_MAX_ATTEMPTS": "0"})
+        event_policy_from_env({"STRIPE_EVENTS_MAX_ATTEMPTS": "0"})
 
 
 def test_the_database_password_never_shows() -> None:

@@ -24,13 +24,13 @@ from stripe_migration.events.assets import stripe_events
 from stripe_migration.events.checks import no_dead_events
 from stripe_migration.events.jobs import process_stripe_events
 from stripe_migration.events.sensors import stripe_events_sensor
-from stripe_migration.resources.events_db import EventsDatabaseResource
 from stripe_migration.webhook.server import start_receiver
 from stripe_migration.webhook.signature import sign
 from stripe_migration_tests.events.test_events_dagster import add as add_events
 from stripe_migration_tests.events.test_events_dagster import (
     age_attempts,
     broken_product_event,
+    event_resources,
     payment_failed,
     query,
     run,
@@ -95,7 +95,7 @@ def test_a_product_edited_in_stripe_reaches_the_cms_row_through_the_sensor(
     )
     assert query(migrated_db, "SELECT needs_sync FROM products") == [(False,)]
 
-    events_db = EventsDatabaseResource(database_url=migrated_db)
+    events_db = event_resources(migrated_db)
     with start_receiver(
         migrated_db,
         f"whsec_previous_endpoint,{emulator.webhook_secret}",
@@ -116,7 +116,7 @@ def test_a_product_edited_in_stripe_reaches_the_cms_row_through_the_sensor(
         asset_checks=[no_dead_events],
         jobs=[process_stripe_events],
         sensors=[stripe_events_sensor],
-        resources={"events_db": events_db},
+        resources=events_db,
     )
     outcome = run(defs, instance, request)
     meta = outcome.asset_materializations_for_node("stripe_events")[0].metadata
@@ -212,12 +212,12 @@ def test_reprocess_dead_gives_dead_events_new_attempts_and_keeps_their_history(
         broken_product_event("evt_dead_2", base + 1),
         payment_failed("evt_fine", base + 2),
     )
-    events_db = EventsDatabaseResource(database_url=migrated_db, max_attempts=2)
+    events_db = event_resources(migrated_db, max_attempts=2)
     defs = dg.Definitions(
         assets=[stripe_events],
         asset_checks=[no_dead_events],
         jobs=[process_stripe_events],
-        resources={"events_db": events_db},
+        resources=events_db,
     )
     env = {"DATABASE_URL": migrated_db, "STRIPE_EVENTS_MAX_ATTEMPTS": "2"}
     for _ in range(2):

@@ -7,8 +7,9 @@ from typing import Any
 import psycopg
 import stripe
 
-from stripe_migration.events.gap_fill import ListEvents, fill_gaps
+from stripe_migration.events.gap_fill import ListEvents
 from stripe_migration.webhook.store import insert_event, record_from_mapping
+from stripe_migration_tests.fixtures.events import fill_gaps_at
 
 
 def stripe_lister(client: stripe.StripeClient, page_size: int = 2) -> ListEvents:
@@ -47,9 +48,9 @@ def test_events_never_delivered_are_stored_by_gap_filling(
         for e in delivered:
             insert_event(conn, record_from_mapping(e.to_dict(for_json=True)))
 
-    assert fill_gaps(migrated_db, stripe_lister(stripe_client)) == 3
+    assert fill_gaps_at(migrated_db, stripe_lister(stripe_client)) == 3
     assert stored_ids(migrated_db) == {e.id for e in ours}
-    assert fill_gaps(migrated_db, stripe_lister(stripe_client)) == 0
+    assert fill_gaps_at(migrated_db, stripe_lister(stripe_client)) == 0
 
     with psycopg.connect(migrated_db) as conn:
         payload = conn.execute(
@@ -80,10 +81,10 @@ def test_listing_starts_at_the_newest_stored_event_minus_the_overlap(migrated_db
         )
         return {"data": matching[start : start + 3], "has_more": start + 3 < len(matching)}
 
-    assert fill_gaps(migrated_db, list_events) == 8  # nothing stored yet: everything
+    assert fill_gaps_at(migrated_db, list_events) == 8  # nothing stored yet: everything
     assert calls[0] == (None, None) and len(calls) == 3
     calls.clear()
-    assert fill_gaps(migrated_db, list_events, overlap_s=250) == 0
+    assert fill_gaps_at(migrated_db, list_events, overlap_s=250) == 0
     assert calls[0] == (1_700_000_700 - 250, None)
-    assert fill_gaps(migrated_db, list_events, since=0) == 0
+    assert fill_gaps_at(migrated_db, list_events, since=0) == 0
     assert len(stored_ids(migrated_db)) == 8

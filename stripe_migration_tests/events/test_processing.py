@@ -10,17 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from stripe_migration.events.config import EventSettings
 from stripe_migration.events.handlers import HandlerOutcome, handle_event
-from stripe_migration.events.processing import (
-    INTERRUPTED,
-    archive_events,
-    claim_batch,
-    dead_events,
-    error_message,
-    pending_counts,
-    process_batch,
-)
+from stripe_migration.events.policy import EventPolicy
+from stripe_migration.events.processing import archive_events, error_message, process_batch
+from stripe_migration.events.queries import INTERRUPTED, claim_batch, dead_events, pending_counts
 from stripe_migration.webhook.store import insert_event, record_from_mapping
 
 DELAY = 300
@@ -93,7 +86,7 @@ def test_batch_is_recorded_and_events_processed(conn: psycopg.Connection, migrat
         (batch_id,),
     ).fetchone() == (3,)
 
-    result = process_batch(migrated_db, batch_id, events)
+    result = process_batch(conn, batch_id, events)
     assert (result.succeeded, result.ignored, result.failed, result.status) == (
         2,
         1,
@@ -132,7 +125,7 @@ def test_failing_handler_is_retried_after_the_delay_and_gives_up(
     for attempt in (1, 2, 3):
         batch_id, events = claim_batch(conn, 10, max_attempts=3, retry_delay_s=DELAY)
         assert batch_id is not None and {e.attempt_number for e in events} == {attempt}
-        batches.append(process_batch(migrated_db, batch_id, events, handler))
+        batches.append(process_batch(conn, batch_id, events, handler))
         # Not retried before the delay has passed.
         assert claim_batch(conn, 10, 3, DELAY) == (None, [])
         counts = pending_counts(conn, 3, DELAY)
@@ -181,7 +174,7 @@ def test_a_crash_midway_is_resumed_and_each_event_handled_once(
         return outcome
 
     with pytest.raises(KeyboardInterrupt):
-        process_batch(migrated_db, batch_id, events, crashing)
+        process_batch(conn, batch_id, events, crashing)
     assert conn.execute(
         "SELECT event_id FROM stripe_events WHERE processed_at IS NOT NULL ORDER BY event_id"
     ).fetchall() == [("evt_0",), ("evt_1",)]
@@ -200,9 +193,9 @@ def test_a_crash_midway_is_resumed_and_each_event_handled_once(
     assert attempts(conn, "evt_2") == [(1, "failed", INTERRUPTED), (2, "started", None)]
 
     # The crashed run's leftover events, if it came back, are not processed a second time.
-    late = process_batch(migrated_db, batch_id, events[3:], handle_event)
+    late = process_batch(conn, batch_id, events[3:], handle_event)
     assert (late.skipped, late.processed) == (2, 0)
-    result = process_batch(migrated_db, batch2, resumed)
+    result = process_batch(conn, batch2, resumed)
     assert (result.succeeded, result.failed) == (3, 0)
     assert conn.execute(
         "SELECT count(*), count(DISTINCT event_id) FROM payment_recovery_attempts"
@@ -255,7 +248,7 @@ def test_archival_moves_exactly_the_events_past_retention_with_their_history(
     add_events(conn, ["evt_keep"], created=now - 179 * day)
     add_events(conn, ["evt_new"])
     batch_id, events = claim_batch(conn, 2, 3, DELAY)  # evt_old1, evt_old2 get attempt history
-    process_batch(migrated_db, batch_id, events, lambda c, e: HandlerOutcome("ignored", "test"))
+    process_batch(conn, batch_id, events, lambda c, e: HandlerOutcome("ignored", "test"))
 
     with pytest.raises(ValueError, match="outside a transaction"), conn.transaction():
         archive_events(conn, 180, 2)
@@ -291,7 +284,7 @@ def test_error_messages_are_truncated_and_scrubbed() -> None:
 
 
 def test_event_settings_defaults_and_validation() -> None:
-    settings = EventSettings()
+    settings = EventPolicy()
     assert (settings.max_attempts, settings.retry_delay_s, settings.retention_days) == (3, 300, 180)
     assert (settings.archive_enabled, settings.batch_size, settings.max_concurrent_batches) == (
         True,
@@ -299,8 +292,8 @@ def test_event_settings_defaults_and_validation() -> None:
         5,
     )
     with pytest.raises(ValueError, match="max_attempts"):
-        EventSettings(max_attempts=0)
+        EventPolicy(max_attempts=0)
     with pytest.raises(ValueError, match="retry_delay_s"):
-        EventSettings(retry_delay_s=-1)
+        EventPolicy(retry_delay_s=-1)
     with pytest.raises(ValueError, match="archive_enabled"):
-        EventSettings(archive_enabled="yes")  # type: ignore[arg-type]
+        EventPolicy(archive_enabled="yes")  # type: ignore[arg-type]

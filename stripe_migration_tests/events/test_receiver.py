@@ -17,11 +17,11 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from stripe_migration.events.processing import process_pending
 from stripe_migration.sandbox.postgres import LocalPostgres
 from stripe_migration.webhook.app import create_app
 from stripe_migration.webhook.server import start_receiver
 from stripe_migration.webhook.signature import sign
+from stripe_migration_tests.fixtures.events import process_pending
 from stripe_migration_tests.fixtures.stripe_emulator import StripeEmulator
 
 SECRET = "whsec_test_current"

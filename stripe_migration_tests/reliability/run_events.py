@@ -1,7 +1,7 @@
 """Process every pending Stripe event, then archive the old ones, as a crash harness's victim.
 
 ``python -m stripe_migration_tests.reliability.run_events`` runs the events core
-(:func:`~stripe_migration.events.processing.process_pending` batch after batch until nothing is
+(:func:`~stripe_migration_tests.fixtures.events.process_pending` batch after batch until nothing is
 pending, then :func:`~stripe_migration.events.processing.archive_events`) on ``DATABASE_URL``, with
 the real handlers. Settings come from ``RELIABILITY_EVENTS`` (JSON: ``batch_size``,
 ``max_attempts``, ``retry_delay_s``, ``retention_days``, ``archive_batch_size``,
@@ -23,7 +23,8 @@ from typing import Any
 import psycopg
 
 from stripe_migration.events.handlers import HandlerOutcome, handle_event
-from stripe_migration.events.processing import archive_events, process_pending
+from stripe_migration.events.processing import archive_events
+from stripe_migration_tests.fixtures.events import process_pending
 
 SETTINGS_ENV = "RELIABILITY_EVENTS"
 

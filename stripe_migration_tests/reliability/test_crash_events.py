@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from stripe_migration.events.processing import INTERRUPTED, SUPERSEDED
+from stripe_migration.events.queries import INTERRUPTED, SUPERSEDED
 from stripe_migration.webhook.store import insert_event, record_from_mapping
 from stripe_migration_tests.reliability.harness import (
     Deadline,
