@@ -1,4 +1,4 @@
-"""The request headers PostgREST reads: ``Prefer``, ``Accept``, ``Range``, and the schema profile."""
+"""The headers PostgREST reads (``Prefer``, ``Accept``, ``Range``, profiles) and ``Content-Range``."""
 
 from __future__ import annotations
 
@@ -142,3 +142,9 @@ def page(
     if max_rows is not None:
         count = max_rows if count is None else min(count, max_rows)
     return lower, count
+
+
+def content_range(lower: int, upper: int, total: int | None) -> str:
+    """``Content-Range`` as PostgREST writes it: ``0-9/500``, ``*/0``, ``0-9/*``."""
+    range_part = f"{lower}-{upper}" if total != 0 and lower <= upper else "*"
+    return f"{range_part}/{'*' if total is None else total}"

@@ -1,4 +1,7 @@
-"""Turn a parsed request into one SQL statement.
+"""Turn a parsed read into one SQL statement, from the pieces every statement shares.
+
+The function calls are built in ``sql_rpc.py`` and the writes in ``sql_writes.py``, from these
+pieces (relations, select lists, filters, order, paging, the JSON body).
 
 Identifiers are checked against the catalog and written with :class:`psycopg.sql.Identifier`;
 every value (filter values, JSON keys, limits, request bodies) is a bound parameter, cast to the
@@ -11,13 +14,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
 
 from stripe_migration.sandbox.supabase_gateway import errors
-from stripe_migration.sandbox.supabase_gateway.catalog import Column, Function, PgType, Table
+from stripe_migration.sandbox.supabase_gateway.catalog import Column, PgType, Table
 from stripe_migration.sandbox.supabase_gateway.query import (
     Field,
     Filter,
@@ -250,7 +253,8 @@ def page_clause(offset: int, limit: int | None, params: Params) -> sql.Composabl
     return clause
 
 
-def _body(singular: bool, strip_nulls: bool, value: sql.Composable) -> sql.Composable:
+def response_body(singular: bool, strip_nulls: bool, value: sql.Composable) -> sql.Composable:
+    """The statement's ``body`` column: the rows as JSON text, one object or an array."""
     agg = sql.SQL("json_agg({})").format(value)
     body = (
         sql.SQL("coalesce({}->0, 'null')").format(agg)
@@ -291,7 +295,7 @@ def read_table(
         "FROM (SELECT {select} FROM {table}{where}{order}{page}) AS pgrst_t"
     ).format(
         total=total,
-        body=_body(shape.singular, shape.strip_nulls, sql.Identifier("pgrst_t")),
+        body=response_body(shape.singular, shape.strip_nulls, sql.Identifier("pgrst_t")),
         select=select,
         table=table.ident(),
         where=where,
@@ -299,241 +303,3 @@ def read_table(
         page=page,
     )
     return statement, params.values
-
-
-@dataclass
-class RpcCall:
-    """A resolved function call: the function and the named arguments' JSON text."""
-
-    function: Function
-    args_json: str
-    arg_names: list[str] = field(default_factory=list)
-
-
-def _call(call: RpcCall, params: Params) -> tuple[sql.Composable, sql.Composable]:
-    """(FROM items that bind the arguments, the call expression)."""
-    by_name = {p.name: p for p in call.function.params}
-    if not call.arg_names:
-        return sql.SQL(""), sql.SQL("{}()").format(call.function.ident())
-    definitions = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(n), by_name[n].type.ident()) for n in call.arg_names
-    )
-    arguments = sql.SQL(", ").join(
-        sql.SQL("{} => {}").format(sql.Identifier(n), sql.Identifier("pgrst_args", n))
-        for n in call.arg_names
-    )
-    source = sql.SQL("json_to_record({}) AS pgrst_args({})").format(
-        params.add(call.args_json, JSON), definitions
-    )
-    return source, sql.SQL("{}({})").format(call.function.ident(), arguments)
-
-
-def rpc_relation(function: Function) -> Relation:
-    """The columns filters and ``select`` may name on a function's result."""
-    if function.returns == "composite":
-        return Relation(function.name, function.columns, "pgrst_call")
-    column = Column(function.name, function.return_type, None)
-    return Relation(function.name, {function.name: column}, "pgrst_call")
-
-
-def call_function(
-    call: RpcCall, parts: QueryParts, offset: int, limit: int | None, shape: Shape
-) -> tuple[sql.Composable, dict[str, Any]]:
-    """``POST /rpc/<fn>``: call once, then filter, order and page a set result."""
-    params = Params()
-    function = call.function
-    source, expr = _call(call, params)
-    from_args = sql.SQL(" FROM {}").format(source) if call.arg_names else sql.SQL("")
-
-    if function.returns in ("void", "scalar") and not function.returns_set:
-        value = sql.SQL("to_json({})").format(expr)
-        body = sql.SQL("coalesce({}, 'null')::text").format(value)
-        if function.returns == "void":
-            body = sql.SQL("{}::text").format(expr)
-        statement = sql.SQL("SELECT NULL::bigint, 1::bigint, NULL::bigint, {}{}").format(
-            body, from_args
-        )
-        return statement, params.values
-
-    rel = rpc_relation(function)
-    lateral = (
-        sql.SQL("{}, LATERAL {}").format(source, expr)
-        if call.arg_names
-        else sql.SQL("{}").format(expr)
-    )
-    if function.returns == "composite":
-        call_from = sql.SQL("{} AS pgrst_call").format(lateral)
-    else:
-        call_from = sql.SQL("{} AS pgrst_call({})").format(lateral, sql.Identifier(function.name))
-    where = where_clause(rel, parts.conditions, params)
-    source_rel = rel.requalified("pgrst_source")
-    if function.returns == "composite":
-        select = select_list(source_rel, parts.select, params, expand_star=False)
-        row: sql.Composable = sql.Identifier("pgrst_t")
-    else:
-        select = sql.SQL("{} AS {}").format(source_rel.ref(function.name), sql.Identifier("v"))
-        row = sql.Identifier("pgrst_t", "v")
-    order = order_clause(source_rel, parts.order, params)
-    page = page_clause(offset, limit, params)
-    singular = shape.singular or not function.returns_set
-    statement = sql.SQL(
-        "WITH pgrst_source AS MATERIALIZED (SELECT pgrst_call.* FROM {call_from}{where}) "
-        "SELECT {total}, count(pgrst_t), NULL::bigint, {body} "
-        "FROM (SELECT {select} FROM pgrst_source{order}{page}) AS pgrst_t"
-    ).format(
-        call_from=call_from,
-        where=where,
-        total=sql.SQL("(SELECT count(*) FROM pgrst_source)")
-        if shape.count
-        else sql.SQL("NULL::bigint"),
-        body=_body(singular, shape.strip_nulls, row),
-        select=select,
-        order=order,
-        page=page,
-    )
-    return statement, params.values
-
-
-@dataclass
-class InsertGroup:
-    """Rows that share a column list, as the JSON array text to insert."""
-
-    columns: list[str]
-    rows_json: str
-
-
-def _mutation_result(
-    table: Table,
-    mutation: sql.Composable,
-    parts: QueryParts,
-    params: Params,
-    shape: Shape,
-    representation: bool,
-    with_inserted: bool,
-) -> sql.Composable:
-    source_rel = table_relation(table).requalified("pgrst_source")
-    if representation:
-        select = select_list(source_rel, parts.select, params, expand_star=True)
-        body = sql.SQL("(SELECT {} FROM (SELECT {} FROM pgrst_source) AS pgrst_t)").format(
-            _body(shape.singular, shape.strip_nulls, sql.Identifier("pgrst_t")), select
-        )
-    else:
-        body = sql.SQL("NULL::text")
-    inserted = (
-        sql.SQL("(SELECT count(*) FROM pgrst_source WHERE pgrst_inserted)")
-        if with_inserted
-        else sql.SQL("NULL::bigint")
-    )
-    return sql.SQL(
-        "{mutation} SELECT NULL::bigint, (SELECT count(*) FROM pgrst_source), {inserted}, {body}"
-    ).format(mutation=mutation, inserted=inserted, body=body)
-
-
-def insert_rows(
-    table: Table,
-    groups: list[InsertGroup],
-    parts: QueryParts,
-    resolution: str | None,
-    shape: Shape,
-    representation: bool,
-) -> tuple[sql.Composable, dict[str, Any]]:
-    """``POST /<table>``: insert (or upsert) every group in one statement."""
-    params = Params()
-    conflict_cols = parts.on_conflict or list(table.primary_key)
-    for name in conflict_cols:
-        if name not in table.columns:
-            raise errors.column_not_found(table.name, name)
-    ctes = []
-    for index, group in enumerate(groups):
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in group.columns)
-        statement = sql.SQL(
-            "INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{table}, {rows})"
-        ).format(table=table.ident(), cols=cols, rows=params.add(group.rows_json, JSON))
-        if not group.columns:
-            statement = sql.SQL(
-                "INSERT INTO {table} SELECT FROM json_array_elements({rows})"
-            ).format(table=table.ident(), rows=params.add(group.rows_json, JSON))
-        if resolution == "ignore-duplicates":
-            target = (
-                sql.SQL(" ({})").format(
-                    sql.SQL(", ").join(sql.Identifier(c) for c in conflict_cols)
-                )
-                if conflict_cols
-                else sql.SQL("")
-            )
-            statement += sql.SQL(" ON CONFLICT{} DO NOTHING").format(target)
-        elif resolution == "merge-duplicates" and conflict_cols and group.columns:
-            updates = sql.SQL(", ").join(
-                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
-                for c in group.columns
-            )
-            statement += sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(
-                sql.SQL(", ").join(sql.Identifier(c) for c in conflict_cols), updates
-            )
-        statement += sql.SQL(" RETURNING {}.*, (xmax = 0) AS pgrst_inserted").format(
-            sql.Identifier(table.name)
-        )
-        ctes.append(sql.SQL("pgrst_insert_{} AS ({})").format(sql.SQL(str(index)), statement))
-    union = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT * FROM pgrst_insert_{}").format(sql.SQL(str(i))) for i in range(len(groups))
-    )
-    mutation = sql.SQL("WITH {}, pgrst_source AS ({})").format(sql.SQL(", ").join(ctes), union)
-    return (
-        _mutation_result(table, mutation, parts, params, shape, representation, with_inserted=True),
-        params.values,
-    )
-
-
-def update_rows(
-    table: Table,
-    columns: list[str],
-    body_json: str,
-    parts: QueryParts,
-    shape: Shape,
-    representation: bool,
-) -> tuple[sql.Composable, dict[str, Any]]:
-    """``PATCH /<table>``: set the body's columns on every row the filters match."""
-    params = Params()
-    rel = table_relation(table)
-    assignments = sql.SQL(", ").join(
-        sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("pgrst_body", c))
-        for c in columns
-    )
-    body_source = sql.SQL(
-        "(SELECT * FROM json_populate_record(NULL::{}, {})) AS pgrst_body"
-    ).format(table.ident(), params.add(body_json, JSON))
-    where = where_clause(rel, parts.conditions, params)
-    mutation = sql.SQL(
-        "WITH pgrst_source AS (UPDATE {table} SET {assignments} FROM {body}{where} "
-        "RETURNING {qualifier}.*)"
-    ).format(
-        table=table.ident(),
-        assignments=assignments,
-        body=body_source,
-        where=where,
-        qualifier=sql.Identifier(table.name),
-    )
-    return (
-        _mutation_result(
-            table, mutation, parts, params, shape, representation, with_inserted=False
-        ),
-        params.values,
-    )
-
-
-def delete_rows(
-    table: Table, parts: QueryParts, shape: Shape, representation: bool
-) -> tuple[sql.Composable, dict[str, Any]]:
-    """``DELETE /<table>``: delete every row the filters match."""
-    params = Params()
-    rel = table_relation(table)
-    where = where_clause(rel, parts.conditions, params)
-    mutation = sql.SQL("WITH pgrst_source AS (DELETE FROM {}{} RETURNING {}.*)").format(
-        table.ident(), where, sql.Identifier(table.name)
-    )
-    return (
-        _mutation_result(
-            table, mutation, parts, params, shape, representation, with_inserted=False
-        ),
-        params.values,
-    )
