@@ -441,10 +441,28 @@ def stripe_catalog(
         )
 
     def progress(stats: applying.ApplyStats) -> None:
+        # The figures as structured data, for the command line's progress (bar or plain lines:
+        # it reads this metadata, never the log line) and the run's event log. One observation
+        # covers the run's whole partition range, so it names no partition.
         rate = stats.products_per_second
-        left = (stats.total - stats.done) / rate if rate > 0 else float("nan")
-        context.log.info(
-            f"applied {stats.done}/{stats.total} products ({rate:.1f}/s, ETA {left:.0f} s), "
+        context.log_event(
+            dg.AssetObservation(
+                asset_key="stripe_products",
+                metadata={
+                    "done": stats.done,
+                    "total": stats.total,
+                    "failed": stats.failed,
+                    "products_per_second": round(rate, 2),
+                },
+            )
+        )
+        if stats.total == 0:
+            context.log.debug(f"nothing to apply, {stats.failed} failed")
+            return
+        left = stats.total - stats.done
+        eta = f"ETA {left / rate:.0f} s" if rate > 0 else "ETA unknown"
+        context.log.debug(
+            f"applied {stats.done}/{stats.total} products ({rate:.1f}/s, {eta}), "
             f"{stats.failed} failed"
         )
 

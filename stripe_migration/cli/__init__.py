@@ -1,7 +1,10 @@
-"""The ``stripe-migration`` command line: a thin layer over the package's modules.
+"""The ``stripe-migration`` command group, on which the command modules register.
 
-One module per command group. Configuration comes from the environment and from a ``.env`` file
-in the current directory (values already in the environment win).
+A thin layer over the package's modules. One module per command group (``db``, ``demo``,
+``migrate``, ``sandbox``, ``webhook``); ``runner`` runs a Dagster job, ``console`` shows it,
+``partitions``, ``report`` and ``errors`` serve the commands. Configuration comes from the
+environment and from a ``.env`` file in the current directory (values already in the environment
+win).
 """
 
 from __future__ import annotations

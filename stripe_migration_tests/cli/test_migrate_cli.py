@@ -7,9 +7,7 @@ The commands run the project's jobs on a Dagster instance stored in the embedded
 from __future__ import annotations
 
 import importlib
-import io
 import json
-import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,16 +19,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from stripe_migration.cli import main
-from stripe_migration.cli.migrate import (
-    EXIT_NOT_CONFIGURED,
-    PROGRESS_LINE,
-    RunConsole,
-    parse_partitions,
-)
+from stripe_migration.cli.errors import EXIT_NOT_CONFIGURED
 from stripe_migration.db.migrations import latest_version
 from stripe_migration.sandbox.sample_data import generate_catalog, insert_products
 from stripe_migration.sandbox.stack import ENV_KEYS
 from stripe_migration.sandbox.supabase_gateway import make_service_role_key, start_gateway
+from stripe_migration_tests.cli.test_console import PROGRESS_LINE
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -340,75 +334,3 @@ def test_rollback_by_the_short_id_the_ui_shows(cli_env, emulator) -> None:
     after = {str(r["id"]): (r["name"], r["price"], r["updated_at"]) for r in _rows(database_url)}
     assert after == before  # the editor's rename is still there
     assert not any(p["active"] for p in emulator.control.objects("product"))
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure parts
-
-
-@pytest.mark.parametrize(
-    ("values", "expected"),
-    [
-        ((), [("00", "15")]),
-        (("all",), [("00", "15")]),
-        (("7",), [("07", "07")]),
-        (("03..05", "6"), [("03", "06")]),
-        (("3-4", "9", "10", "15"), [("03", "04"), ("09", "10"), ("15", "15")]),
-    ],
-)
-def test_parse_partitions(values: tuple[str, ...], expected: list[tuple[str, str]]) -> None:
-    assert parse_partitions(values, 16) == expected
-
-
-@pytest.mark.parametrize("value", ["16", "5..3", "x", "1,2"])
-def test_parse_partitions_refuses_with_the_value(value: str) -> None:
-    import click
-
-    with pytest.raises(click.BadParameter, match=value.replace(".", r"\.")):
-        parse_partitions((value,), 16)
-
-
-def _entry(message: str, step: str = "stripe_catalog", level: int = 20) -> dg.EventLogEntry:
-    return dg.EventLogEntry(
-        error_info=None,
-        level=level,
-        user_message=message,
-        run_id="r",
-        timestamp=0.0,
-        step_key=step,
-        job_name="migrate_catalog",
-        dagster_event=None,
-    )
-
-
-def test_terminal_shows_progress_as_a_bar_and_plain_output_as_lines() -> None:
-    line = "applied 40/100 products (25.0/s, ETA 2 s), 0 failed"
-    buffer = io.StringIO()
-    with RunConsole("INFO", file=buffer, terminal=True) as console:
-        console.on_event(_entry(line))
-        task = console.progress.tasks[0]
-        assert (task.completed, task.total) == (40, 100)
-        assert (task.fields["rate"], task.fields["eta"]) == ("25.0/s", "ETA 2 s")
-        console.on_event(_entry("applied 0/0 products (0.0/s, ETA nan s), 3 failed"))
-        assert console.last_progress["total"] == 0
-        assert math.isnan(console.last_progress["eta_s"])
-    assert line not in buffer.getvalue()  # a bar, not a line
-
-    buffer = io.StringIO()
-    with RunConsole("INFO", file=buffer, terminal=False) as console:
-        console.on_event(_entry(line))
-        console.on_event(_entry("debug detail", "catalog_plan", level=10))
-    assert f"stripe_catalog: {line}" in buffer.getvalue()
-    assert "debug detail" not in buffer.getvalue()
-
-
-class _ClosedPipe(io.StringIO):
-    def write(self, text: str) -> int:
-        raise BrokenPipeError(32, "Broken pipe")
-
-
-def test_a_closed_terminal_does_not_break_the_run() -> None:
-    with RunConsole("INFO", file=_ClosedPipe(), terminal=False) as console:
-        console.on_event(_entry("applied 1/2 products (1.0/s, ETA 1 s), 0 failed"))
-        console.on_event(_entry("still running"))  # dropped, no exception
-    assert console.console.quiet

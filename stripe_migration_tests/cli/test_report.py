@@ -1,6 +1,6 @@
 """The two summary lines `stripe-migration migrate` prints (pure formatting, no servers)."""
 
-from stripe_migration.cli.migrate import report_line
+from stripe_migration.cli.report import report_line
 
 
 def test_stray_prices_are_mentioned_only_when_some_were_retired() -> None:
