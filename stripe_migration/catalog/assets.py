@@ -14,6 +14,7 @@ import pandas as pd
 from pydantic import Field
 
 from stripe_migration.catalog import apply as applying
+from stripe_migration.catalog.actions import Action, PlannedAction
 from stripe_migration.catalog.partitions import (
     catalog_backfill_policy,
     catalog_partitions,
@@ -21,16 +22,10 @@ from stripe_migration.catalog.partitions import (
 )
 from stripe_migration.catalog.plan import (
     BOOKKEEPING_COLUMNS,
-    Action,
-    Deletion,
-    PlannedAction,
-    bookkeeping,
     build_plan,
     interrupted,
-    plan_product,
     plan_table,
     summarize,
-    with_bookkeeping,
 )
 from stripe_migration.catalog.report import render_report, report_metadata
 from stripe_migration.catalog.schema import (
@@ -38,13 +33,14 @@ from stripe_migration.catalog.schema import (
     pandera_failure_cases,
     validate_products,
 )
+from stripe_migration.catalog.scope import pending_deletions, refresh_plan
 from stripe_migration.catalog.stripe_state import (
     fetch_stray_prices,
     fetch_stripe_state,
-    find_products_without_rows,
 )
-from stripe_migration.resources.stripe_api import StripeResource
-from stripe_migration.resources.supabase_db import SupabaseResource
+from stripe_migration.catalog.writes import FatalApplyError, SyncResult
+from stripe_migration.resources.stripe.resource import StripeResource
+from stripe_migration.resources.supabase.resource import SupabaseResource
 from stripe_migration.settings import (
     DEFAULT_APPLY_BATCH_SIZE,
     DEFAULT_APPLY_WORKERS,
@@ -247,33 +243,6 @@ def validated_products(
     )
 
 
-def pending_deletions(
-    db: Any, buckets: list[int], *, api: Any = None, force: bool = False
-) -> list[Deletion]:
-    """The deleted CMS rows of these buckets whose Stripe product is still to archive (pending
-    tombstones); on a forced resync (``api`` given) also the active Stripe products carrying a
-    CMS id that no row has, made before deletions were tracked."""
-    tombstones = db.read_table(
-        "products_deleted",
-        "id,stripe_product_id,row_data",
-        filters=[("sync_partition", "in", buckets), ("archived_at", "is", None)],
-    )
-    deletions = [Deletion.from_tombstone(row) for row in tombstones]
-    if force and api is not None:
-        known = {d.cms_id for d in deletions}
-
-        def without_rows(cms_ids: list[str]) -> dict[str, int]:
-            rows = db.rpc("cms_ids_without_row", {"ids": cms_ids})
-            return {str(r["id"]): int(r["sync_partition"]) for r in rows or []}
-
-        deletions += [
-            d
-            for d in find_products_without_rows(api, without_rows, set(buckets))
-            if d.cms_id not in known
-        ]
-    return deletions
-
-
 @dg.asset(kinds={"stripe"}, io_manager_key=IO_MANAGER_KEY, **_partitioned)
 def catalog_plan(
     context: dg.AssetExecutionContext,
@@ -320,43 +289,6 @@ def catalog_plan(
             ),
         },
     )
-
-
-def refresh_plan(
-    plan: list[PlannedAction],
-    fresh: dict[str, dict[str, Any]],
-    *,
-    force: bool,
-    api: Any,
-) -> tuple[list[PlannedAction], int]:
-    """The plan with every write re-planned whose row another run synced (or a killed run left
-    marked) since the plan was made; writes of rows deleted since are dropped (their tombstone is
-    the next run's). Returns the plan and how many writes changed."""
-    out: list[PlannedAction] = []
-    changed: list[tuple[int, dict[str, Any]]] = []
-    for item in plan:
-        if item.writes == 0 or item.product is None:
-            out.append(item)
-            continue
-        row = fresh.get(str(item.cms_id))
-        if row is None:
-            continue
-        if bookkeeping(row) == bookkeeping(item.product):
-            out.append(item)
-            continue
-        changed.append((len(out), with_bookkeeping(item.product, row)))
-        out.append(item)
-    if not changed:
-        return out, len(plan) - len(out)
-    resync = [product for _, product in changed if force or interrupted(product)]
-    state = fetch_stripe_state(api, resync) if resync else {}
-    marked = [str(p["id"]) for p in resync if interrupted(p)]
-    if marked:
-        state = fetch_stray_prices(api, state, marked)
-    for index, product in changed:
-        resynced = force or interrupted(product)
-        out[index] = plan_product(product, state.get(str(product["id"])), resync=resynced)
-    return out, len(changed) + len(plan) - len(out)
 
 
 @dg.multi_asset(
@@ -415,7 +347,7 @@ def stripe_catalog(
             "(another run synced, or the rows were deleted): re-planned from their current state"
         )
 
-    def checkpoint(results: list[applying.SyncResult]) -> None:
+    def checkpoint(results: list[SyncResult]) -> None:
         rows = [{**r.checkpoint_row(), "run_id": owner} for r in results if not r.deleted]
         if rows:
             db.rpc("apply_sync_results", {"results": rows})
@@ -479,7 +411,7 @@ def stripe_catalog(
             mark=mark,
             record_generation=record_generation,
         )
-    except applying.FatalApplyError as exc:
+    except FatalApplyError as exc:
         raise dg.Failure(description=str(exc), metadata=api.stats_metadata()) from None
     api_stats = api.stats_metadata()
     stats.api = dict(api_stats)

@@ -16,13 +16,14 @@ from typing import Any
 
 import dagster as dg
 
+from stripe_migration.catalog.actions import Action, StripeProductState
 from stripe_migration.catalog.hashing import content_hash
 from stripe_migration.catalog.partitions import catalog_partitions, partition_buckets
-from stripe_migration.catalog.plan import Action, StripeProductState, plan_product
+from stripe_migration.catalog.plan import plan_product
 from stripe_migration.catalog.schema import validate_products
 from stripe_migration.catalog.stripe_state import fetch_stripe_state, plain
-from stripe_migration.resources.stripe_api import StripeResource
-from stripe_migration.resources.supabase_db import SupabaseResource
+from stripe_migration.resources.stripe.resource import StripeResource
+from stripe_migration.resources.supabase.resource import SupabaseResource
 
 _ASSET = dg.AssetKey("stripe_products")
 #: Most offending rows shown in a check's metadata.

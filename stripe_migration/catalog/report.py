@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from stripe_migration.catalog.actions import Action, PlannedAction
 from stripe_migration.catalog.apply import ApplyStats
-from stripe_migration.catalog.plan import Action, PlannedAction, summarize
+from stripe_migration.catalog.plan import summarize
 
 #: Most failure reasons listed in the Markdown report (all are in Supabase's sync_error column).
 MAX_LISTED_FAILURES = 50

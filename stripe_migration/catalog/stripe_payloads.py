@@ -2,7 +2,7 @@
 
 Parameter names follow ``POST /v1/products``, ``POST /v1/products/{id}``, ``POST /v1/prices`` and
 ``POST /v1/prices/{price}`` in Stripe's OpenAPI description. What each action sends (the calls
-themselves are made by :mod:`stripe_migration.catalog.apply`):
+themselves are made by :mod:`stripe_migration.catalog.writes`):
 
 - ``create``: one ``POST /v1/products`` with the content, ``default_price_data`` (currency,
   unit_amount, metadata ``cms_id``) and the custom id ``cms_<id>``: a new product costs one write,
@@ -31,8 +31,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from stripe_migration.catalog.fields import CMS_ID_METADATA_KEY
 from stripe_migration.catalog.hashing import product_content
-from stripe_migration.catalog.schema import CMS_ID_METADATA_KEY
 
 #: ``POST /v1/prices`` ``lookup_key.maxLength``.
 MAX_LOOKUP_KEY_CHARS = 200

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol
 
-from stripe_migration.catalog.plan import Deletion, StripeProductState
-from stripe_migration.catalog.schema import CMS_ID_METADATA_KEY
+from stripe_migration.catalog.actions import Deletion, StripeProductState
+from stripe_migration.catalog.fields import CMS_ID_METADATA_KEY
 from stripe_migration.catalog.stripe_payloads import custom_product_id, price_lookup_key
 
 #: Stripe's largest page, and the most ids one list call may filter on.

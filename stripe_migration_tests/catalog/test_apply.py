@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import stripe
 
-from stripe_migration.catalog.apply import FatalApplyError, apply_plan
+from stripe_migration.catalog.apply import apply_plan
 from stripe_migration.catalog.plan import build_plan
 from stripe_migration.catalog.schema import validate_products
+from stripe_migration.catalog.writes import FatalApplyError
 from stripe_migration.sandbox.sample_data import generate_products
 
 
@@ -127,8 +128,8 @@ def test_a_reprice_sends_exactly_what_stripe_payloads_builds() -> None:
     """One place builds every request and its key: what the apply sends is what the payload
     module says, call by call (the keys' own rules are tested in test_payloads)."""
     from stripe_migration.catalog import stripe_payloads as payloads
-    from stripe_migration.catalog.apply import apply_one
     from stripe_migration.catalog.plan import plan_product
+    from stripe_migration.catalog.writes import apply_one
 
     [row] = validate_products(generate_products(1, seed=4, bad_fraction=0.0)).valid.to_dict(
         "records"

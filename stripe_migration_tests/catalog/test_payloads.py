@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from stripe_migration.catalog import stripe_payloads as payloads
-from stripe_migration.catalog.plan import Action, PlannedAction, StripeProductState, plan_product
+from stripe_migration.catalog.actions import Action, PlannedAction, StripeProductState
+from stripe_migration.catalog.plan import plan_product
 from stripe_migration.catalog.schema import validate_row
 from stripe_migration.catalog.stripe_payloads import (
     custom_product_id,

@@ -7,16 +7,18 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from stripe_migration.catalog.plan import (
+from stripe_migration.catalog.actions import (
     Action,
     PlannedAction,
     StripeProductState,
+    sync_state_after,
+)
+from stripe_migration.catalog.plan import (
     build_plan,
     plan_product,
     plan_table,
     planned_writes,
     summarize,
-    sync_state_after,
 )
 from stripe_migration.catalog.schema import validate_products, validate_row
 

@@ -291,9 +291,9 @@ def test_edits_made_while_a_run_is_in_flight_are_the_next_runs_work(migration) -
 def test_the_verification_compares_an_edited_row_with_what_the_run_sent() -> None:
     from datetime import UTC, datetime, timedelta
 
+    from stripe_migration.catalog.actions import StripeProductState
     from stripe_migration.catalog.checks import edited_during_run, matches_recorded_sync
     from stripe_migration.catalog.hashing import content_hash
-    from stripe_migration.catalog.plan import StripeProductState
 
     start = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
     sent = {"name": "A", "description": None, "images": [], "metadata": {"cms_id": "x"}}

@@ -16,16 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stripe_migration.catalog.fields import ValidationRules
 from stripe_migration.catalog.hashing import content_hash
 from stripe_migration.catalog.schema import (
     INVALID_COLUMNS,
     VALID_COLUMNS,
-    ValidationRules,
     pandera_failure_cases,
     validate_products,
     validate_row,
 )
-from stripe_migration.resources.supabase_db import JsonFloat
+from stripe_migration.resources.supabase.exact_json import JsonFloat
 
 ID = "0b6f3a52-5a53-4c4e-9d0e-2b8c6c3d9f10"
 

@@ -27,12 +27,13 @@ from typing import Any
 import dagster as dg
 import psycopg
 
-from stripe_migration.catalog.plan import Action, plan_product
+from stripe_migration.catalog.actions import Action
+from stripe_migration.catalog.plan import plan_product
 from stripe_migration.catalog.schema import validate_products
 from stripe_migration.catalog.stripe_payloads import custom_product_id
 from stripe_migration.catalog.stripe_state import fetch_stripe_state
 from stripe_migration.db.urls import libpq_url
-from stripe_migration.resources.stripe_api import StripeResource
+from stripe_migration.resources.stripe.resource import StripeResource
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT_MODULE = "stripe_migration_tests.reliability.run_migration"
