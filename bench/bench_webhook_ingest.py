@@ -31,8 +31,8 @@ from harness import remove_at_exit
 
 from stripe_migration.db import migrations
 from stripe_migration.sandbox.postgres import start_local_postgres, stop_local_postgres
-from stripe_migration.webhook.server import start_receiver
 from stripe_migration.webhook.signature import sign
+from stripe_migration_tests.fixtures.receiver import start_receiver
 
 SECRET = "whsec_bench_only"
 

@@ -8,16 +8,13 @@ Dagster's CLI and ours read), and records their pids in ``<dir>/.sandbox/state.j
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
-import signal
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from stripe_migration.db import migrations
+from stripe_migration.sandbox._process import pid_alive, stop_process_group
 from stripe_migration.sandbox.postgres import start_local_postgres, stop_local_postgres
 
 STATE_DIR_NAME = ".sandbox"
@@ -61,20 +58,6 @@ def _state_path(directory: Path) -> Path:
     return directory / STATE_DIR_NAME / "state.json"
 
 
-def _alive(pid: int) -> bool:
-    # A child of ours that exited stays a zombie (and answers kill 0) until it is reaped.
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_state(directory: Path | str) -> SandboxState | None:
     """The state of the sandbox in ``directory``, or None when none was started there."""
     path = _state_path(Path(directory).resolve())
@@ -104,7 +87,7 @@ def sandbox_up(directory: Path | str = ".", env_file: Path | str | None = None) 
     directory = Path(directory).resolve()
     env_path = Path(env_file) if env_file else directory / ".env"
     existing = read_state(directory)
-    if existing and all(_alive(pid) for pid in existing.pids):
+    if existing and all(pid_alive(pid) for pid in existing.pids):
         write_env_file(env_path, existing.env)
         return existing
     if existing:  # half dead: stop what is left before starting anew
@@ -125,11 +108,15 @@ def sandbox_up(directory: Path | str = ".", env_file: Path | str | None = None) 
 
         gateway = start_gateway(app_url, service_role_key, log_path=state_dir / "gateway.log")
         started.append(gateway.pid)
-        emulator = start_emulator(secret_keys=[stripe_key], webhook_secret=webhook_secret)
+        emulator = start_emulator(
+            secret_keys=[stripe_key],
+            webhook_secret=webhook_secret,
+            log_path=state_dir / "emulator.log",
+        )
         started.append(emulator.pid)
     except BaseException:
         for pid in started:
-            _stop_process_group(pid)
+            stop_process_group(pid)
         stop_local_postgres(pg.data_dir)
         raise
 
@@ -155,18 +142,6 @@ def sandbox_up(directory: Path | str = ".", env_file: Path | str | None = None) 
     return state
 
 
-def _stop_process_group(pid: int, timeout_s: float = 10.0) -> None:
-    """SIGTERM the process group led by ``pid`` (each service runs in its own session), then SIGKILL."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-
-
 def sandbox_down(directory: Path | str = ".") -> bool:
     """Stop the stack started for ``directory``. Return whether there was one."""
     directory = Path(directory).resolve()
@@ -174,7 +149,7 @@ def sandbox_down(directory: Path | str = ".") -> bool:
     if state is None:
         return False
     for pid in (state.gateway_pid, state.emulator_pid):
-        _stop_process_group(pid)
+        stop_process_group(pid)
     stop_local_postgres(state.postgres_data_dir)
     _state_path(directory).unlink()
     return True

@@ -24,7 +24,6 @@ from stripe_migration.events.assets import stripe_events
 from stripe_migration.events.checks import no_dead_events
 from stripe_migration.events.jobs import process_stripe_events
 from stripe_migration.events.sensors import stripe_events_sensor
-from stripe_migration.webhook.server import start_receiver
 from stripe_migration.webhook.signature import sign
 from stripe_migration_tests.events.test_events_dagster import add as add_events
 from stripe_migration_tests.events.test_events_dagster import (
@@ -36,6 +35,7 @@ from stripe_migration_tests.events.test_events_dagster import (
     run,
     tick,
 )
+from stripe_migration_tests.fixtures.receiver import start_receiver
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -19,9 +19,9 @@ from starlette.applications import Starlette
 
 from stripe_migration.sandbox.postgres import LocalPostgres
 from stripe_migration.webhook.app import create_app
-from stripe_migration.webhook.server import start_receiver
 from stripe_migration.webhook.signature import sign
 from stripe_migration_tests.fixtures.events import process_pending
+from stripe_migration_tests.fixtures.receiver import start_receiver
 from stripe_migration_tests.fixtures.stripe_emulator import StripeEmulator
 
 SECRET = "whsec_test_current"
@@ -214,7 +214,7 @@ def test_health_and_database_outage(receiver: str, pg_server: LocalPostgres) -> 
 def test_start_receiver_runs_in_a_child_process(migrated_db: str, tmp_path: Path) -> None:
     receiver = start_receiver(migrated_db, f"{SECRET},{OLD_SECRET}", log_path=tmp_path / "r.log")
     try:
-        assert receiver.pid != os.getpid() and receiver.running()
+        assert receiver.pid != os.getpid() and receiver.alive()
         cmdline = Path(f"/proc/{receiver.pid}/cmdline").read_bytes().decode()
         assert SECRET not in cmdline and migrated_db not in cmdline
         assert os.getsid(receiver.pid) == receiver.pid
@@ -230,7 +230,7 @@ def test_start_receiver_runs_in_a_child_process(migrated_db: str, tmp_path: Path
             }
     finally:
         code = receiver.stop()
-    assert code is not None and not receiver.running()
+    assert code is not None and not receiver.alive()
     assert sorted(stored(migrated_db)) == ["evt_a", "evt_b"]
     assert SECRET not in receiver.log_tail()
 

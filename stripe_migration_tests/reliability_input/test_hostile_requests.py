@@ -32,8 +32,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stripe_migration.webhook.server import ReceiverProcess, start_receiver
 from stripe_migration.webhook.signature import compute_signature, sign
+from stripe_migration_tests.fixtures.receiver import ReceiverProcess, start_receiver
 from stripe_migration_tests.fixtures.supabase_gateway import SupabaseGateway
 
 pytestmark = pytest.mark.timeout(300)

@@ -6,7 +6,8 @@ in memory, checks requests against Stripe's OpenAPI description, and reproduces 
 authentication, idempotency keys (first results saved and replayed, failures included, once
 execution began), rate limits, search lag and signed webhooks, plus injectable latency and faults
 (random, or scripted for one request, before execution, after it or after the commit). See
-:mod:`.app` for the request pipeline and the control endpoints, :mod:`.faults` for the faults.
+:mod:`.pipeline` for the request pipeline, :mod:`.app` for the control endpoints, :mod:`.faults`
+for the faults.
 """
 
 from .app import create_app

@@ -1,15 +1,16 @@
 """A local Supabase gateway: PostgREST's ``/rest/v1`` API over PostgreSQL, for the official client.
 
-- :func:`create_app` builds the ASGI app (``app.py``); :func:`start_gateway` runs it in a
-  subprocess (``server.py``); ``python -m stripe_migration.sandbox.supabase_gateway`` runs it in
-  the foreground.
+- :func:`create_app` builds the ASGI app (``app.py`` for reads and function calls, ``writes.py``
+  for inserts, updates and deletes); :func:`start_gateway` runs it in a subprocess
+  (``server.py``); ``python -m stripe_migration.sandbox.supabase_gateway`` runs it in the
+  foreground.
 - ``catalog.py`` reads the schema cache, ``query.py`` parses PostgREST's query grammar,
-  ``sql_builder.py`` turns both into SQL, ``headers.py`` reads Prefer/Accept/Range and
-  ``errors.py`` renders PostgREST's errors.
+  ``sql_builder.py``, ``sql_rpc.py`` and ``sql_writes.py`` turn both into SQL, ``headers.py``
+  reads Prefer/Accept/Range and ``errors.py`` renders PostgREST's errors.
 """
 
 from stripe_migration.sandbox.supabase_gateway.app import create_app
 from stripe_migration.sandbox.supabase_gateway.keys import make_service_role_key
-from stripe_migration.sandbox.supabase_gateway.server import GatewayProcess, start_gateway
+from stripe_migration.sandbox.supabase_gateway.server import start_gateway
 
-__all__ = ["GatewayProcess", "create_app", "make_service_role_key", "start_gateway"]
+__all__ = ["create_app", "make_service_role_key", "start_gateway"]
