@@ -2,30 +2,118 @@
 
 No Dagster here. The caller passes the Stripe API wrapper (rate-limited, retrying) and a
 ``checkpoint`` callable that writes a batch's sync results back to Supabase; that write is the
-durable checkpoint, so a run killed at any point redoes at most the batch in flight. What each
-action sends, and why repeating it never duplicates anything, is in
-:mod:`stripe_migration.catalog.writes`.
+durable checkpoint, so a run killed at any point redoes at most the batch in flight.
+
+Why a resumed run never duplicates anything:
+- a new product is created with a **custom id derived from the CMS id**, so Stripe itself refuses
+  a second one (``resource_already_exists``); the product is then adopted and planned against its
+  actual state;
+- a new price (the one write with neither a custom id nor a naturally repeatable effect) carries
+  an idempotency key spanning runs: CMS id, amount, currency and the price it replaces;
+- the other writes (updates, archive, default-price switch, deactivation) set values, so repeating
+  them is harmless; their keys include the run id, so a retry inside a run is replayed while a later
+  run never receives a stale 24-hour replay (an edit A→B→A in one day is applied each time).
+Stripe's search index lags by up to a minute, so nothing here relies on search.
+
+Stripe also saves *failures* once a request began executing (a 500 included) and replays them for
+the key's 24 hours (docs.stripe.com/idempotency). Repeating the key then gets the same failure, so:
+a write that is harmless to repeat is sent again under a new key; a new price is first looked for
+in Stripe (the failed request may have created it), and only when it is not there is it sent again
+under the key's next *generation*, which is recorded in ``products.price_key_generation`` before
+the request leaves, so a resumed run uses the same new key.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
-from stripe_migration.catalog.actions import PlannedAction
-from stripe_migration.catalog.writes import (
-    FatalApplyError,
-    RecordKeyGeneration,
-    StripeWriter,
-    SyncResult,
-    apply_one,
-    bookkeeping_results,
-    error_text,
+import stripe
+
+from stripe_migration.catalog import stripe_payloads as payloads
+from stripe_migration.catalog.hashing import product_content
+from stripe_migration.catalog.plan import (
+    Action,
+    PlannedAction,
+    StripeProductState,
+    plan_product,
+    sync_state_after,
 )
+from stripe_migration.catalog.stripe_state import plain, priced_for
+from stripe_migration.resources.stripe_api import IdempotentReplayedError, LiveModeRefused
 from stripe_migration.settings import PROGRESS_LOG_INTERVAL_S
+
+#: New keys tried for one write after Stripe replayed a saved failure for its key.
+MAX_KEY_GENERATIONS = 3
+
+#: Records a new price key generation of a CMS row before it is used: (cms id, generation).
+RecordKeyGeneration = Callable[[str, int], None]
+
+
+class StripeWriter(Protocol):
+    """The Stripe calls applying a plan needs (implemented by the StripeResource's API wrapper)."""
+
+    def create_product(self, params: dict, *, idempotency_key: str) -> Mapping[str, Any]: ...
+    def update_product(
+        self, product_id: str, params: dict, *, idempotency_key: str
+    ) -> Mapping[str, Any]: ...
+    def retrieve_product(self, product_id: str) -> Mapping[str, Any]:
+        """The product with its ``default_price`` expanded."""
+        ...
+
+    def create_price(self, params: dict, *, idempotency_key: str) -> Mapping[str, Any]: ...
+    def update_price(
+        self, price_id: str, params: dict, *, idempotency_key: str
+    ) -> Mapping[str, Any]: ...
+    def list_prices(self, **params: Any) -> Iterable[Mapping[str, Any]]: ...
+
+
+class FatalApplyError(RuntimeError):
+    """An error that stops the whole run (bad key, live mode refused); per-product errors don't."""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one product's sync left behind: the row written back to Supabase."""
+
+    id: str
+    sync_status: str  # 'synced' | 'archived' | 'failed'
+    action: str
+    synced_version: str | None
+    stripe_product_id: str | None = None
+    stripe_price_id: str | None = None
+    sync_error: str | None = None
+    sync_content_hash: str | None = None
+    synced_unit_amount: int | None = None
+    synced_currency: str | None = None
+    synced_metadata_keys: list[str] | None = None
+    created_product: bool = False
+    #: True when Stripe refused a valid row (the row is failed with Stripe's message).
+    refused: bool = False
+
+    @property
+    def deleted(self) -> bool:
+        """Whether this is the archive of a deleted row's product (a tombstone, not a row)."""
+        return self.action == Action.ARCHIVE_DELETED.value
+
+    def checkpoint_row(self) -> dict[str, Any]:
+        """The JSON object ``apply_sync_results`` expects."""
+        return {
+            "id": self.id,
+            "stripe_product_id": self.stripe_product_id,
+            "stripe_price_id": self.stripe_price_id,
+            "sync_status": self.sync_status,
+            "sync_error": self.sync_error,
+            "sync_content_hash": self.sync_content_hash,
+            "synced_unit_amount": self.synced_unit_amount,
+            "synced_currency": self.synced_currency,
+            "synced_version": self.synced_version,
+            "synced_metadata_keys": self.synced_metadata_keys,
+        }
 
 
 @dataclass
@@ -54,6 +142,326 @@ class ApplyStats:
     def products_per_second(self) -> float:
         """Products applied per second of wall time."""
         return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, stripe.StripeError):
+        error = exc.error
+        param = getattr(exc, "param", None) or (error.param if error is not None else None)
+        message = exc.user_message or str(exc)
+        return f"Stripe refused: {message}" + (f" (param {param})" if param else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _version(item: PlannedAction) -> str | None:
+    value = (item.product or {}).get("updated_at")
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _synced(
+    item: PlannedAction,
+    product_id: str | None = None,
+    price_id: str | None = None,
+    *,
+    created_product: bool = False,
+) -> SyncResult:
+    """The result of applying ``item``: the sync columns the plan says to record."""
+    state = sync_state_after(item, stripe_product_id=product_id, stripe_price_id=price_id)
+    return SyncResult(
+        id=str(item.cms_id),
+        action=item.action.value,
+        synced_version=_version(item),
+        created_product=created_product,
+        # nothing to record (an inactive row never synced) but an interrupted run's mark to clear
+        sync_status=state.pop("sync_status", item.recorded_status or "pending"),
+        **state,
+    )
+
+
+def _default_price_id(product: Mapping[str, Any]) -> str | None:
+    price = product.get("default_price")
+    if isinstance(price, Mapping):
+        return price.get("id")
+    return price
+
+
+def _create(
+    api: StripeWriter,
+    item: PlannedAction,
+    run_id: str,
+    record_generation: RecordKeyGeneration | None = None,
+) -> SyncResult:
+    product = item.product or {}
+    params = payloads.product_create_params(product)
+    key = payloads.product_create_key(str(item.cms_id), run_id, item.content_hash)
+    try:
+        # the custom id makes a second create harmless: Stripe refuses it as existing
+        created = plain(
+            _resend_on_replayed_failure(
+                lambda k: api.create_product(params, idempotency_key=k), key
+            )
+        )
+        return _synced(item, created["id"], _default_price_id(created), created_product=True)
+    except stripe.InvalidRequestError as exc:
+        if getattr(exc, "code", None) != "resource_already_exists":
+            raise
+    # An earlier run created it and was killed before its checkpoint (and the idempotency key
+    # expired or the content changed since): adopt it, and bring it up to date by planning
+    # against its actual state.
+    existing = plain(api.retrieve_product(params["id"]))
+    catch_up = plan_product(product, StripeProductState.from_stripe(existing), resync=True)
+    if catch_up.writes == 0:
+        result = _synced(item, existing["id"], _default_price_id(existing))
+    else:
+        result = apply_one(api, catch_up, run_id, record_generation)
+    return replace(result, action=item.action.value, created_product=True)
+
+
+def _resend_on_replayed_failure(send: Callable[[str], Any], key: str) -> Any:
+    """Send a write that is harmless to repeat; when Stripe replays a saved server error for its
+    key (it would for 24 hours), send it again under a new key."""
+    for generation in range(MAX_KEY_GENERATIONS + 1):
+        try:
+            return send(payloads.with_generation(key, generation))
+        except IdempotentReplayedError as exc:
+            if exc.http_status < 500 or generation == MAX_KEY_GENERATIONS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _with_known_metadata(api: StripeWriter, item: PlannedAction) -> PlannedAction:
+    """``item`` with the metadata keys to unset, read from Stripe when they were not recorded
+    (a row synced before the keys were): Stripe merges metadata, so a removed key must be sent."""
+    if not item.metadata_keys_unknown or item.stripe_product_id is None:
+        return item
+    current = plain(api.retrieve_product(item.stripe_product_id))
+    wanted = product_content(item.product or {})["metadata"]
+    unset = tuple(sorted(k for k in (current.get("metadata") or {}) if k not in wanted))
+    return replace(item, unset_metadata_keys=unset, metadata_keys_unknown=False)
+
+
+def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    item = _with_known_metadata(api, item)
+    params = payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
+    key = payloads.product_update_key(str(item.cms_id), run_id, item.content_hash)
+    updated = plain(
+        _resend_on_replayed_failure(
+            lambda k: api.update_product(item.stripe_product_id, params, idempotency_key=k), key
+        )
+    )
+    return _synced(item, updated["id"], item.stripe_price_id or _default_price_id(updated))
+
+
+def _price_of_ours_for(api: StripeWriter, item: PlannedAction) -> Mapping[str, Any] | None:
+    """An active price of this CMS product with the CMS amount and currency, if Stripe has one
+    (a create whose answer was lost or replaced by a saved failure)."""
+    for price in map(plain, api.list_prices(product=item.stripe_product_id, active=True)):
+        if (
+            priced_for(price, str(item.cms_id))
+            and price.get("unit_amount") == item.unit_amount
+            and price.get("currency") == item.currency
+        ):
+            return price
+    return None
+
+
+def _create_price(
+    api: StripeWriter, item: PlannedAction, record_generation: RecordKeyGeneration | None
+) -> Mapping[str, Any]:
+    """The reprice's new price, under the row's current key generation; after a replayed saved
+    failure, the price Stripe already has, or a create under the next generation (recorded first)."""
+    params = payloads.price_create_params(item.product or {}, str(item.stripe_product_id))
+    generation = item.price_key_generation
+    while True:
+        key = payloads.price_create_key(
+            str(item.cms_id), item.unit_amount, item.currency, item.stripe_price_id, generation
+        )
+        try:
+            return plain(api.create_price(params, idempotency_key=key))
+        except IdempotentReplayedError as exc:
+            if (
+                exc.http_status < 500
+                or generation - item.price_key_generation >= MAX_KEY_GENERATIONS
+            ):
+                raise
+        existing = _price_of_ours_for(api, item)
+        if existing is not None:
+            return existing
+        generation += 1
+        if record_generation is not None:
+            record_generation(str(item.cms_id), generation)
+
+
+def _reprice(
+    api: StripeWriter,
+    item: PlannedAction,
+    update_params: dict | None,
+    run_id: str,
+    record_generation: RecordKeyGeneration | None = None,
+) -> str:
+    """New price, switched to as the default (with any product update), then every other active
+    price of this CMS product deactivated (the replaced one, and any a killed run left behind).
+
+    The price create is the one write that neither a custom id nor its nature makes safe to
+    repeat, so its key spans runs: a resumed run replays it (within Stripe's 24 h) instead of
+    creating a second price. The price being replaced is part of the key, so each transition
+    (even back to an earlier amount) is a new key.
+    """
+    old = item.stripe_price_id
+    new_price = _create_price(api, item, record_generation)
+    switch = {**(update_params or {}), "default_price": new_price["id"]}
+    _resend_on_replayed_failure(
+        lambda k: api.update_product(item.stripe_product_id, switch, idempotency_key=k),
+        payloads.default_price_switch_key(
+            str(item.cms_id), run_id, new_price["id"], item.content_hash
+        ),
+    )
+    # Not only the recorded price: a run killed after its price create left that price active,
+    # and when the CMS price changed again before the resume, this price has another key, so
+    # nothing replayed that one.
+    stale = {old} if old else set()
+    stale.update(
+        price["id"]
+        for price in map(plain, api.list_prices(product=item.stripe_product_id, active=True))
+        if priced_for(price, str(item.cms_id))
+    )
+    for price_id in sorted(stale - {new_price["id"]}):
+        _deactivate_price(api, item, run_id, price_id)
+    return new_price["id"]
+
+
+def _deactivate_price(api: StripeWriter, item: PlannedAction, run_id: str, price_id: str) -> None:
+    _resend_on_replayed_failure(
+        lambda k: api.update_price(price_id, payloads.deactivate_price_params(), idempotency_key=k),
+        payloads.price_deactivate_key(str(item.cms_id), run_id, price_id),
+    )
+
+
+def _retire_strays(api: StripeWriter, item: PlannedAction, run_id: str) -> None:
+    """Deactivate the prices a killed run left active beside the default price, and give the CMS
+    lookup key back to the default price when one of them had taken it."""
+    for price_id in item.stray_price_ids:
+        _deactivate_price(api, item, run_id, price_id)
+    if item.reclaim_lookup_key and item.stripe_price_id:
+        price_id = item.stripe_price_id
+        _resend_on_replayed_failure(
+            lambda k: api.update_price(
+                price_id, payloads.lookup_key_params(str(item.cms_id)), idempotency_key=k
+            ),
+            payloads.lookup_key_reclaim_key(str(item.cms_id), run_id, price_id),
+        )
+
+
+def _archive(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    # The full content (with active=false), not the flag alone: the checkpoint records the
+    # content hash, so an edit made together with the deactivation must reach Stripe too.
+    item = _with_known_metadata(api, item)
+    params = payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
+    key = payloads.product_archive_key(str(item.cms_id), run_id, item.content_hash)
+    archived = plain(
+        _resend_on_replayed_failure(
+            lambda k: api.update_product(item.stripe_product_id, params, idempotency_key=k), key
+        )
+    )
+    return _synced(item, archived["id"], item.stripe_price_id)
+
+
+def _archive_deleted(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    """Archive the Stripe product of a deleted CMS row: the recorded one, else the custom id a
+    create of ours would have given it. Nothing in Stripe is nothing to archive."""
+    candidates = dict.fromkeys(
+        i for i in (item.stripe_product_id, payloads.custom_product_id(str(item.cms_id))) if i
+    )
+    archived: str | None = None
+    for product_id in candidates:
+        key = payloads.archive_deleted_key(str(item.cms_id), run_id, product_id)
+        try:
+            _resend_on_replayed_failure(
+                lambda k, pid=product_id: api.update_product(
+                    pid, {"active": False}, idempotency_key=k
+                ),
+                key,
+            )
+        except stripe.InvalidRequestError as exc:
+            if getattr(exc, "code", None) != "resource_missing":
+                raise
+            continue
+        archived = product_id
+        break
+    return SyncResult(
+        id=str(item.cms_id),
+        sync_status="archived",
+        action=item.action.value,
+        synced_version=None,
+        stripe_product_id=archived,
+    )
+
+
+def apply_one(
+    api: StripeWriter,
+    item: PlannedAction,
+    run_id: str,
+    record_generation: RecordKeyGeneration | None = None,
+) -> SyncResult:
+    """Apply one planned action; a per-product refusal becomes a failed result, not an exception.
+
+    ``run_id`` scopes the idempotency keys of writes that are safe to repeat (see the module doc);
+    ``record_generation`` records a new price key generation before it is used.
+    """
+    try:
+        if item.action is Action.CREATE:
+            return _create(api, item, run_id, record_generation)
+        if item.action is Action.ARCHIVE_DELETED:
+            return _archive_deleted(api, item, run_id)
+        if item.action in (Action.REPRICE, Action.UPDATE_AND_REPRICE):
+            # the reprice deactivates every other active price of ours, strays included
+            update = None
+            if item.action is Action.UPDATE_AND_REPRICE:
+                item = _with_known_metadata(api, item)
+                update = payloads.product_update_params(
+                    item.product or {}, item.unset_metadata_keys
+                )
+            price_id = _reprice(api, item, update, run_id, record_generation)
+            return _synced(item, str(item.stripe_product_id), price_id)
+        if item.action is Action.UPDATE:
+            result = _update(api, item, run_id)
+        elif item.action is Action.ARCHIVE:
+            result = _archive(api, item, run_id)
+        elif item.action is Action.RETIRE_PRICES:
+            result = _synced(item, item.stripe_product_id, item.stripe_price_id)
+        else:
+            raise ValueError(f"nothing to apply for action {item.action.value}")
+        _retire_strays(api, item, run_id)
+        return result
+    except FatalApplyError:
+        raise
+    except (stripe.AuthenticationError, LiveModeRefused) as exc:
+        raise FatalApplyError(str(exc)) from None
+    except (stripe.InvalidRequestError, stripe.CardError, stripe.PermissionError) as exc:
+        return SyncResult(
+            id=str(item.cms_id),
+            sync_status="failed",
+            action=item.action.value,
+            synced_version=_version(item),
+            sync_error=_error_text(exc),
+            refused=True,
+        )
+
+
+def bookkeeping_results(plan: Sequence[PlannedAction]) -> list[SyncResult]:
+    """Results for rows that need no Stripe call but a write-back: invalid rows (failed, with
+    their reason) and unchanged ones. Every row a run looked at records the CMS version it saw
+    (``synced_version``) and loses its drift mark and any interrupted run's mark, so it leaves
+    the scope of the next run."""
+    return [
+        _synced(item, item.stripe_product_id, item.stripe_price_id)
+        for item in plan
+        if item.writes == 0
+        and item.cms_id
+        and (item.action is Action.INVALID or item.status_after is not None or item.interrupted)
+    ]
 
 
 def apply_plan(
@@ -135,7 +543,7 @@ def apply_plan(
                 fatal = fatal or exc
             except Exception as exc:  # retries exhausted: Stripe is down for every product
                 fatal = fatal or FatalApplyError(
-                    f"stopped: a Stripe call still failed after its retries ({error_text(exc)}); "
+                    f"stopped: a Stripe call still failed after its retries ({_error_text(exc)}); "
                     "the work done so far is checkpointed, run the migration again to resume"
                 )
 
