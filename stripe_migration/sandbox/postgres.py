@@ -12,7 +12,6 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,13 +91,3 @@ def stop_local_postgres(data_dir: Path | str, timeout_s: float = 10.0) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     return True
-
-
-@contextlib.contextmanager
-def local_postgres(data_dir: Path | str) -> Iterator[LocalPostgres]:
-    """Run an embedded PostgreSQL server for the duration of the ``with`` block."""
-    server = start_local_postgres(data_dir)
-    try:
-        yield server
-    finally:
-        stop_local_postgres(server.data_dir)

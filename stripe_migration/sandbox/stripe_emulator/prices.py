@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -17,6 +18,7 @@ from .state import (
     all_of,
     created_predicate,
     list_limit,
+    param_name,
     previous_attributes,
 )
 from .validation import UNSET, check_metadata
@@ -28,9 +30,7 @@ class PriceOperations(StripeStateBase):
     def _new_price(
         self, params: dict[str, Any], product_id: str, now: int, prefix: str = ""
     ) -> dict[str, Any]:
-        def name(field: str) -> str:
-            return f"{prefix}[{field}]" if prefix else field
-
+        name = functools.partial(param_name, prefix)
         metadata = check_metadata(params.get("metadata", {}), param=name("metadata"))
         scheme = params.get("billing_scheme", "per_unit")
         unit_amount = params.get("unit_amount")
@@ -314,15 +314,7 @@ class PriceOperations(StripeStateBase):
             ),
             created_predicate(params.get("created")),
         )
-        data, has_more = self.prices.page(
-            predicate, limit, params.get("starting_after"), params.get("ending_before")
-        )
-        return {
-            "object": "list",
-            "data": self._expand_list(data, "price", params.get("expand", [])),
-            "has_more": has_more,
-            "url": "/v1/prices",
-        }
+        return self._list_page(self.prices, "price", predicate, limit, params, "/v1/prices")
 
     def search_prices(self, params: Params, path: dict[str, str], ctx: RequestContext) -> Obj:
         """``GET /v1/prices/search`` (sees objects only ``search_lag_s`` after each write)."""

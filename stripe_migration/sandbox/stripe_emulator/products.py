@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from .state import (
     all_of,
     created_predicate,
     list_limit,
+    param_name,
     previous_attributes,
 )
 from .validation import UNSET, check_metadata
@@ -25,9 +27,7 @@ class ProductOperations(StripeStateBase):
     def _new_product(
         self, params: dict[str, Any], product_id: str, now: int, prefix: str = ""
     ) -> dict[str, Any]:
-        def name(field: str) -> str:
-            return f"{prefix}[{field}]" if prefix else field
-
+        name = functools.partial(param_name, prefix)
         descriptor = params.get("statement_descriptor")
         return {
             "id": product_id,
@@ -143,15 +143,7 @@ class ProductOperations(StripeStateBase):
             (lambda p: p["url"] == params["url"]) if "url" in params else None,
             created_predicate(params.get("created")),
         )
-        data, has_more = self.products.page(
-            predicate, limit, params.get("starting_after"), params.get("ending_before")
-        )
-        return {
-            "object": "list",
-            "data": self._expand_list(data, "product", params.get("expand", [])),
-            "has_more": has_more,
-            "url": "/v1/products",
-        }
+        return self._list_page(self.products, "product", predicate, limit, params, "/v1/products")
 
     def search_products(self, params: Params, path: dict[str, str], ctx: RequestContext) -> Obj:
         """``GET /v1/products/search`` (sees objects only ``search_lag_s`` after each write)."""

@@ -45,6 +45,11 @@ def url_ok(value: str) -> bool:
     return bool(re.match(r"https?://[^\s/?#]+\.[^\s]*$|https?://(localhost|127\.0\.0\.1)", value))
 
 
+def param_name(prefix: str, field: str) -> str:
+    """The name of parameter ``field`` in an error, inside ``prefix`` (e.g. ``product_data``) if any."""
+    return f"{prefix}[{field}]" if prefix else field
+
+
 def list_limit(params: dict[str, Any]) -> int:
     limit = params.get("limit", 10)
     if not 1 <= limit <= 100:
@@ -193,6 +198,26 @@ class StripeStateBase:
         if not inner:
             return objects
         return [self._expand(obj, kind, inner) for obj in objects]
+
+    def _list_page(
+        self,
+        table: Table,
+        kind: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        limit: int,
+        params: Params,
+        url: str,
+    ) -> Obj:
+        """One page of ``table`` matching ``predicate``, as Stripe's list object, expanded."""
+        data, has_more = table.page(
+            predicate, limit, params.get("starting_after"), params.get("ending_before")
+        )
+        return {
+            "object": "list",
+            "data": self._expand_list(data, kind, params.get("expand", [])),
+            "has_more": has_more,
+            "url": url,
+        }
 
     def _images(self, images: Any, param: str = "images") -> list[str]:
         if images == UNSET:
