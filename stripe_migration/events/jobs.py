@@ -10,7 +10,8 @@ from pydantic import Field
 from stripe_migration.events.checks import no_dead_events
 from stripe_migration.events.gap_fill import fill_gaps
 from stripe_migration.resources.events_db import EventsDatabaseResource
-from stripe_migration.resources.stripe_api import StripeApi, StripeResource
+from stripe_migration.resources.stripe.client import StripeApi
+from stripe_migration.resources.stripe.resource import StripeResource
 from stripe_migration.settings import EVENTS_GAP_FILL_OVERLAP_S, STRIPE_LIST_PAGE_SIZE
 
 #: Run tag on every processing run. dagster.yaml's ``concurrency: runs: tag_concurrency_limits``

@@ -29,7 +29,6 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from stripe_migration.db.urls import redact
 from stripe_migration.events import queries
 from stripe_migration.events.handlers import HandlerOutcome, handle_event
 
@@ -42,6 +41,7 @@ from stripe_migration.events.queries import (  # noqa: F401
     pending_counts,
     reprocess_dead_events,
 )
+from stripe_migration.resources.redaction import redact
 from stripe_migration.settings import EVENTS_ARCHIVE_BATCH_SIZE
 
 Handler = Callable[[psycopg.Connection, Mapping[str, Any]], HandlerOutcome]

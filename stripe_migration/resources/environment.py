@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from stripe_migration.resources.stripe_api import StripeResource, stripe_api_base_from_env
-from stripe_migration.resources.supabase_db import SupabaseResource, supabase_url_from_env
+from stripe_migration.resources.stripe.resource import StripeResource, stripe_api_base_from_env
+from stripe_migration.resources.supabase.resource import SupabaseResource, supabase_url_from_env
 from stripe_migration.settings import STRIPE_ENV, read_env
 
 

@@ -3,7 +3,7 @@ requests in flight, and an adaptive layer that backs off on 429s and climbs back
 
 Stripe limits an account as a whole (live 100 requests/s, sandbox 25/s) and, separately, every
 named operation ("endpoint": method + path template, e.g. ``POST /v1/products`` and
-``POST /v1/products/{id}`` are two endpoints; search is 20/s). A request goes out only when the
+``POST /v1/products/{id}`` are two endpoints). A request goes out only when the
 global bucket *and* its endpoint's bucket both hold a token, so a mix of creates and updates can use
 the whole global budget while no single endpoint is exceeded.
 
@@ -167,8 +167,7 @@ class RateLimiter:
 
     Args:
         global_rate: maximum requests per second for the whole account (this process's share).
-        endpoint_rate: maximum requests per second for an endpoint not in ``endpoint_rates``.
-        endpoint_rates: maximum rate of particular endpoints, e.g. ``{"GET /v1/products/search": 20}``.
+        endpoint_rate: maximum requests per second of any one endpoint.
         max_in_flight: most requests between :meth:`slot` entry and exit at once (None: no cap).
         burst: capacity of every bucket (1 = strictly paced; Stripe's limiter tolerates no burst
             we could count on).
@@ -184,7 +183,6 @@ class RateLimiter:
         self,
         global_rate: float,
         endpoint_rate: float,
-        endpoint_rates: Mapping[str, float] | None = None,
         *,
         max_in_flight: int | None = None,
         burst: float = 1.0,
@@ -208,15 +206,12 @@ class RateLimiter:
         self._burst = burst
         self._min_fraction = min_rate_fraction
         self._endpoint_rate = endpoint_rate
-        self._endpoint_rates = dict(endpoint_rates or {})
         self._cut_factor = cut_factor
         self._unsure_cut_factor = unsure_cut_factor
         self._recover_after = recover_after
         self._recover_factor = recover_factor
         self._global = self._new_bucket("global", global_rate)
         self._endpoints: dict[str, TokenBucket] = {}
-        for name, rate in self._endpoint_rates.items():
-            self._endpoints[name] = self._new_bucket(name, rate)
         self._new_bucket("default endpoint", endpoint_rate)  # validates the default rate
         self.max_in_flight = max_in_flight
         self._in_flight = threading.BoundedSemaphore(max_in_flight) if max_in_flight else None
@@ -236,9 +231,7 @@ class RateLimiter:
     def _bucket(self, endpoint: str) -> TokenBucket:
         bucket = self._endpoints.get(endpoint)
         if bucket is None:
-            bucket = self._new_bucket(
-                endpoint, self._endpoint_rates.get(endpoint, self._endpoint_rate)
-            )
+            bucket = self._new_bucket(endpoint, self._endpoint_rate)
             self._endpoints[endpoint] = bucket
         return bucket
 

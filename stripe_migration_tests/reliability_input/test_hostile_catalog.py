@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 
 from stripe_migration.catalog.prices import parse_price_to_cents
 from stripe_migration.catalog.stripe_payloads import custom_product_id
-from stripe_migration.resources.supabase_db import JsonFloat
+from stripe_migration.resources.supabase.exact_json import JsonFloat
 from stripe_migration_tests.fixtures.migration import Migration
 from stripe_migration_tests.fixtures.supabase_gateway import SupabaseGateway, truncate_data_tables
 

@@ -53,8 +53,10 @@ from stripe_migration.resources.environment import (
 )
 from stripe_migration.resources.events_db import events_db_resource_from_env
 from stripe_migration.resources.pickle_io_manager import PartitionRangePickleIOManager
-from stripe_migration.resources.stripe_api import LiveModeRefused, StripeAuthError, StripeResource
-from stripe_migration.resources.supabase_db import SupabaseError, SupabaseResource
+from stripe_migration.resources.stripe.errors import LiveModeRefused, StripeAuthError
+from stripe_migration.resources.stripe.resource import StripeResource
+from stripe_migration.resources.supabase.errors import SupabaseError
+from stripe_migration.resources.supabase.resource import SupabaseResource
 from stripe_migration.sandbox.postgres import LocalPostgres
 from stripe_migration.sandbox.sample_data import generate_products, insert_products
 from stripe_migration.sandbox.stripe_emulator import EmulatorControl, start_emulator

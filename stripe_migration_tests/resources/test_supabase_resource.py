@@ -18,11 +18,8 @@ import psycopg
 import pytest
 
 from stripe_migration.catalog.schema import validate_products
-from stripe_migration.resources.supabase_db import (
-    SupabaseError,
-    SupabaseResource,
-    supabase_url_from_env,
-)
+from stripe_migration.resources.supabase.errors import SupabaseError
+from stripe_migration.resources.supabase.resource import SupabaseResource, supabase_url_from_env
 
 
 def resource(gateway, **overrides) -> SupabaseResource:
@@ -282,7 +279,7 @@ class _FlakyGateway(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, *args) -> None:
+    def log_message(self, *_args) -> None:
         pass
 
 

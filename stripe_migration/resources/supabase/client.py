@@ -1,44 +1,35 @@
-"""The Supabase resource: whole-table reads by keyset pagination, bulk upserts in chunks, rpc calls,
-through supabase-py, with retries on 5xx and connection errors only.
+"""The Supabase client the assets call: whole-table reads by keyset pagination, bulk upserts in
+chunks, filtered updates and rpc calls through supabase-py, retried on 5xx and connection errors
+only.
 
 - **Reads** page on the primary key (``id > last ORDER BY id LIMIT page``), never by offset, so
   every page costs the same however deep into 100,000 rows it is. A page is at most the server's
   ``max_rows`` (PostgREST's ``db-max-rows``; 1000 on Supabase). Paging stops at an empty page, not
   at a short one: a server that caps pages below what we asked for cannot end the read early.
+  Numbers come back exact (:mod:`.exact_json`).
 - **Writes** upsert on the primary key, one request per chunk (500 rows by default, so 5,000 rows
   are 10 requests), returning nothing. Every row of a chunk must have the same columns, because
   PostgREST sets the union of a chunk's columns on conflict.
-- **Numbers** in what a read returns are exact: a JSON number with a fraction or an exponent (a
-  ``numeric`` column, a number inside ``jsonb``) is a :class:`JsonFloat`, a float whose ``str()``
-  is the number's text as PostgreSQL wrote it (``12345678901234567890.5``, ``1.10``); integers are
-  Python ints. postgrest-py decodes bodies with plain floats, so reads decode the body again.
 - **Errors**: 5xx and connection errors are retried with backoff (tenacity); 401, 404 and 400 raise
-  :class:`SupabaseError` at once with a message that names the table. supabase-py's own retries
-  are off, so a request is retried in one place only.
+  :class:`~.errors.SupabaseError` at once with a message that names the table. supabase-py's own
+  retries are off, so a request is retried in one place only.
 
-The key never appears in messages, logs or reprs. Every HTTP request is counted (by an httpx
-event hook), which gives the per-step statistics and lets tests check how a read was paged.
+Every HTTP request is counted (by an httpx event hook), which gives the per-step statistics and
+lets tests check how a read was paged.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import os
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-import dagster as dg
 import httpx
 from postgrest import APIError, ReturnMethod
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
-from supabase import Client, ClientOptions, create_client
+from supabase import Client
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -46,6 +37,10 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+
+from stripe_migration.resources.supabase.errors import SupabaseError, error_message
+from stripe_migration.resources.supabase.exact_json import decoded_rows
+from stripe_migration.resources.supabase.stats import SupabaseStats
 
 log = logging.getLogger(__name__)
 
@@ -57,150 +52,6 @@ FILTER_OPERATORS = frozenset(
 )
 
 Filter = tuple[str, str, Any]
-
-
-def supabase_url_from_env(environ: Mapping[str, str] | None = None) -> dg.EnvVar:
-    """The ``dg.EnvVar`` to build :class:`SupabaseResource`'s ``url`` from, where Definitions are
-    assembled: ``SUPABASE_URL``, or the seed's ``VITE_SUPABASE_URL`` when only that one is set.
-    The value is read when a run starts, not here."""
-    env = os.environ if environ is None else environ
-    if not env.get("SUPABASE_URL") and env.get("VITE_SUPABASE_URL"):
-        return dg.EnvVar("VITE_SUPABASE_URL")
-    return dg.EnvVar("SUPABASE_URL")
-
-
-class SupabaseError(Exception):
-    """A Supabase request failed; the message names the table (or function) and the status."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        table: str,
-        http_status: int | None = None,
-        code: str | None = None,
-        hint: str | None = None,
-        details: Any = None,
-        retryable: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.table = table
-        self.http_status = http_status
-        self.code = code
-        self.hint = hint
-        self.details = details
-        self.retryable = retryable
-
-
-class SupabaseStats:
-    """Thread-safe counters: HTTP requests by method, table and status, rows read and written,
-    retries."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        """Zero every counter."""
-        with self._lock:
-            self.requests: Counter[tuple[str, str, str]] = Counter()
-            # The latest requests only, so a long run does not grow it without bound.
-            self.request_log: deque[tuple[str, str]] = deque(maxlen=10_000)
-            self.rows_read = 0
-            self.rows_written = 0
-            self.retries = 0
-
-    def record_request(self, method: str, url: str, status: str) -> None:
-        """Count one HTTP request (``url`` is kept, without credentials, for inspection)."""
-        table = _table_of(url)
-        with self._lock:
-            self.requests[(method, table, status)] += 1
-            self.request_log.append((method, url))
-
-    def add(self, *, rows_read: int = 0, rows_written: int = 0, retries: int = 0) -> None:
-        """Add to the row and retry counters."""
-        with self._lock:
-            self.rows_read += rows_read
-            self.rows_written += rows_written
-            self.retries += retries
-
-    def requests_to(self, table: str, method: str | None = None) -> list[str]:
-        """URLs of the requests sent to ``table`` (and ``method``), in order."""
-        with self._lock:
-            return [
-                url
-                for m, url in self.request_log
-                if _table_of(url) == table and (method is None or m == method)
-            ]
-
-
-def _table_of(url: str) -> str:
-    path = urlsplit(url).path
-    marker = "/rest/v1/"
-    return path.split(marker, 1)[1] if marker in path else path
-
-
-def _error_message(table: str, status: int | None, err: APIError) -> str:
-    what = f"function {table[4:]!r}" if table.startswith("rpc/") else f"table {table!r}"
-    detail = err.message or "no message"
-    if err.hint:
-        detail += f" (hint: {err.hint})"
-    if status == 401:
-        return (
-            f"Supabase refused the service-role key on {what} (HTTP 401): check "
-            "SUPABASE_SERVICE_ROLE_KEY"
-        )
-    if status == 404:
-        return f"Supabase has no {what} (HTTP 404, {err.code}): {detail}"
-    if status == 400:
-        return f"Supabase rejected the request on {what} (HTTP 400, {err.code}): {detail}"
-    return f"Supabase request on {what} failed (HTTP {status}, {err.code}): {detail}"
-
-
-class JsonFloat(float):
-    """A JSON number with a fraction or an exponent, as a read decodes it: the nearest float for
-    arithmetic, ``repr()``, JSON encoding and pandas (as before), and its exact JSON text as
-    ``str()`` and :attr:`text`, which a binary float cannot hold (``12345678901234567890.5``
-    reads as 1.2345678901234567e+19, ``1.10`` as 1.1). Pickles with its text."""
-
-    __slots__ = ("text",)
-    text: str
-
-    def __new__(cls, text: str) -> JsonFloat:
-        number = super().__new__(cls, text)
-        number.text = text
-        return number
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __reduce__(self) -> tuple[type[JsonFloat], tuple[str]]:
-        return (type(self), (self.text,))
-
-
-def _parse_int(text: str) -> int | Decimal:
-    # int() refuses more than 4300 digits (sys.get_int_max_str_digits); a jsonb number may have
-    # 131,072. Decimal has no such limit, and validation refuses the value with a reason.
-    return int(text) if len(text) <= 4000 else Decimal(text)
-
-
-def _decoded_rows(table: str, body: bytes) -> list[dict[str, Any]]:
-    """The rows of a read, decoded from the response body with exact numbers: fractions and
-    exponents as :class:`JsonFloat`, integers as ints (Decimals past what ``int()`` reads)."""
-    try:
-        data = json.loads(body, parse_float=JsonFloat, parse_int=_parse_int)
-    except ValueError as exc:
-        raise SupabaseError(
-            f"Supabase answered a read of table {table!r} with a body that is not JSON "
-            f"({type(exc).__name__})",
-            table=table,
-        ) from None
-    if not isinstance(data, list):
-        raise SupabaseError(
-            f"Supabase answered a read of table {table!r} with {type(data).__name__}, not rows",
-            table=table,
-        )
-    return data
 
 
 class SupabaseDb:
@@ -246,13 +97,13 @@ class SupabaseDb:
         self.stats.record_request(request.method, str(request.url), str(response.status_code))
 
     def _read_page(self, table: str, query: Any) -> list[dict[str, Any]]:
-        """Run a select and return its rows with exact numbers (see :func:`_decoded_rows`)."""
+        """Run a select and return its rows with exact numbers (see :func:`~.exact_json.decoded_rows`)."""
         query.execute()  # raises APIError on an error answer; its float-decoded data is dropped
         response: httpx.Response | None = getattr(self._status, "response", None)
         self._status.response = None
         if response is None:  # pragma: no cover - the hook sees every response of the client
             raise SupabaseError(f"no response recorded for a read of {table!r}", table=table)
-        return _decoded_rows(table, response.content)
+        return decoded_rows(table, response.content)
 
     def _execute(self, table: str, run: Callable[[], T], *, retry: bool = True) -> T:
         def attempt() -> T:
@@ -263,7 +114,7 @@ class SupabaseDb:
             except APIError as err:
                 status = self._status.value
                 raise SupabaseError(
-                    _error_message(table, status, err),
+                    error_message(table, status, err),
                     table=table,
                     http_status=status,
                     code=err.code,
@@ -476,127 +327,3 @@ class SupabaseDb:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
-
-
-class SupabaseResource(dg.ConfigurableResource):
-    """Supabase's REST API (PostgREST) through supabase-py. Build it where Definitions are
-    assembled::
-
-        SupabaseResource(
-            url=supabase_url_from_env(),  # SUPABASE_URL, or VITE_SUPABASE_URL
-            service_role_key=dg.EnvVar("SUPABASE_SERVICE_ROLE_KEY"),
-        )
-    """
-
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-    url: str = Field(description="Project URL, e.g. https://<ref>.supabase.co (SUPABASE_URL).")
-    service_role_key: str = Field(
-        repr=False,
-        description="Service-role key (SUPABASE_SERVICE_ROLE_KEY); bypasses row-level security. "
-        "Never shown in logs or errors.",
-    )
-    request_timeout_s: float = Field(
-        default=30.0, gt=0, description="Seconds to wait for a response."
-    )
-    connect_timeout_s: float = Field(
-        default=10.0, gt=0, description="Seconds to wait for a connection."
-    )
-    max_rows: int = Field(
-        default=1000,
-        ge=1,
-        description="The server's maximum rows per response (PostgREST db-max-rows; 1000 on "
-        "Supabase). Read pages are never larger.",
-    )
-    upsert_chunk_size: int = Field(default=500, ge=1, description="Rows per upsert request.")
-    retry_attempts: int = Field(
-        default=5, ge=1, description="Attempts per request, the first included."
-    )
-    retry_initial_delay_s: float = Field(
-        default=0.5, gt=0, description="Wait before the first retry (plus up to as much jitter)."
-    )
-    retry_max_delay_s: float = Field(
-        default=10.0, gt=0, description="Longest wait between attempts."
-    )
-
-    _db: SupabaseDb | None = PrivateAttr(default=None)
-    _db_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _check_url(cls, value: Any) -> Any:
-        if isinstance(value, dg.EnvVar):
-            return value
-        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-            raise ValueError(f"url must be the project's http(s) URL (SUPABASE_URL), got {value!r}")
-        return value.rstrip("/")
-
-    @field_validator("service_role_key", mode="before")
-    @classmethod
-    def _check_key(cls, value: Any) -> Any:
-        if isinstance(value, dg.EnvVar):
-            return value
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("service_role_key is empty: set SUPABASE_SERVICE_ROLE_KEY")
-        return value
-
-    @model_validator(mode="after")
-    def _check_retry_delays(self) -> SupabaseResource:
-        if self.retry_max_delay_s < self.retry_initial_delay_s:
-            raise ValueError(
-                "retry_max_delay_s must be >= retry_initial_delay_s "
-                f"({self.retry_max_delay_s} < {self.retry_initial_delay_s})"
-            )
-        return self
-
-    def __repr__(self) -> str:
-        return f"SupabaseResource(url={self.url!r}, max_rows={self.max_rows})"
-
-    __str__ = __repr__
-
-    def _build(self) -> SupabaseDb:
-        holder: list[SupabaseDb] = []
-
-        def on_response(response: httpx.Response) -> None:
-            holder[0]._on_response(response)
-
-        http_client = httpx.Client(
-            timeout=httpx.Timeout(self.request_timeout_s, connect=self.connect_timeout_s),
-            event_hooks={"response": [on_response]},
-            follow_redirects=True,
-        )
-        options = ClientOptions(
-            httpx_client=http_client,
-            postgrest_client_timeout=self.request_timeout_s,
-            postgrest_client_retry=False,  # retries happen once, in SupabaseDb
-            auto_refresh_token=False,
-            persist_session=False,
-        )
-        client = create_client(self.url, self.service_role_key, options=options)
-        db = SupabaseDb(
-            client,
-            http_client,
-            max_rows=self.max_rows,
-            upsert_chunk_size=self.upsert_chunk_size,
-            retry_attempts=self.retry_attempts,
-            retry_initial_delay_s=self.retry_initial_delay_s,
-            retry_max_delay_s=self.retry_max_delay_s,
-        )
-        holder.append(db)
-        return db
-
-    def get_client(self) -> SupabaseDb:
-        """The resource's :class:`SupabaseDb` (built on first use, then shared by all threads)."""
-        with self._db_lock:
-            if self._db is None:
-                self._db = self._build()
-            return self._db
-
-    def stats_metadata(self) -> dict[str, int]:
-        """The client's counters as Dagster metadata (empty before the first request)."""
-        return self._db.stats_metadata() if self._db is not None else {}
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """Close the HTTP connections when the step ends."""
-        if self._db is not None:
-            self._db.close()
