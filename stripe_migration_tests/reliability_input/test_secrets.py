@@ -47,6 +47,7 @@ from stripe_migration.db import migrations
 from stripe_migration.events import assets as events_assets
 from stripe_migration.events import checks as events_checks
 from stripe_migration.events.jobs import fill_stripe_event_gaps, process_stripe_events
+from stripe_migration.events.policy import event_policy_from_env
 from stripe_migration.resources.environment import (
     stripe_resource_from_env,
     supabase_resource_from_env,
@@ -61,9 +62,9 @@ from stripe_migration.sandbox.postgres import LocalPostgres
 from stripe_migration.sandbox.sample_data import generate_products, insert_products
 from stripe_migration.sandbox.stripe_emulator import EmulatorControl, start_emulator
 from stripe_migration.sandbox.supabase_gateway import start_gateway
-from stripe_migration.webhook.server import start_receiver
 from stripe_migration.webhook.signature import sign
 from stripe_migration_tests.fixtures.migration import ALL_PARTITIONS
+from stripe_migration_tests.fixtures.receiver import start_receiver
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -251,6 +252,7 @@ def build_definitions(storage: Path) -> dg.Definitions:
             "stripe": stripe_resource_from_env(),
             "supabase": supabase_resource_from_env(),
             "events_db": events_db_resource_from_env(),
+            "event_policy": event_policy_from_env(),
             "catalog_io_manager": PartitionRangePickleIOManager(base_dir=str(storage)),
         },
         executor=dg.in_process_executor,
