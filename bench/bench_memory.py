@@ -104,8 +104,9 @@ def cli_run(stack: Stack, instance: dg.DagsterInstance) -> RunFigures:
     """The migration as ``stripe-migration migrate`` runs it: the CLI's own ``run_job`` on the
     code location's definitions, configured from the environment like the command."""
     os.environ.update({**stack.state.env, **FAST_CLIENT_ENV})
-    from stripe_migration.cli.migrate import RunConsole, load_definitions
-    from stripe_migration.cli.migrate import run_job as cli_run_job
+    from stripe_migration.cli.console import RunConsole
+    from stripe_migration.cli.runner import load_definitions
+    from stripe_migration.cli.runner import run_job as cli_run_job
 
     load_definitions()
     before = stack.control.stats()

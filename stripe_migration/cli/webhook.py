@@ -79,10 +79,10 @@ def _connect(url: str):
 
 
 def _settings():
-    from stripe_migration.resources.events_db import event_settings_from_env
+    from stripe_migration.events.policy import event_policy_from_env
 
     try:
-        return event_settings_from_env()
+        return event_policy_from_env()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -90,7 +90,7 @@ def _settings():
 @events.command("status")
 def events_status() -> None:
     """Count pending, retrying and dead events, and list the dead ones with their last error."""
-    from stripe_migration.events.processing import dead_events, pending_counts
+    from stripe_migration.events.queries import dead_events, pending_counts
 
     settings, url = _settings(), _database_url(None)
     with _connect(url) as conn:
@@ -119,7 +119,7 @@ def events_reprocess_dead(event_ids: tuple[str, ...]) -> None:
 
     Their earlier attempts move to the event's metadata ("reprocessed"), kept with it.
     """
-    from stripe_migration.events.processing import reprocess_dead_events
+    from stripe_migration.events.queries import reprocess_dead_events
 
     settings, url = _settings(), _database_url(None)
     with _connect(url) as conn:

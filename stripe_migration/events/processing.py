@@ -31,16 +31,7 @@ from psycopg.pq import TransactionStatus
 
 from stripe_migration.events import queries
 from stripe_migration.events.handlers import HandlerOutcome, handle_event
-
-# dead_events, pending_counts and reprocess_dead_events: transitional re-exports, because
-# cli/webhook.py still imports them from here; remove once it imports them from queries.py.
-from stripe_migration.events.queries import (  # noqa: F401
-    ClaimedEvent,
-    check_positive,
-    dead_events,
-    pending_counts,
-    reprocess_dead_events,
-)
+from stripe_migration.events.queries import ClaimedEvent, check_positive
 from stripe_migration.resources.redaction import redact
 from stripe_migration.settings import EVENTS_ARCHIVE_BATCH_SIZE
 

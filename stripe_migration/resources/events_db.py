@@ -7,7 +7,7 @@ read and write it through :meth:`EventsDatabaseResource.connect`. How events are
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -68,14 +68,3 @@ class EventsDatabaseResource(dg.ConfigurableResource):
 def events_db_resource_from_env() -> EventsDatabaseResource:
     """The EventsDatabaseResource on ``DATABASE_URL`` (read when a run uses it)."""
     return EventsDatabaseResource(database_url=dg.EnvVar("DATABASE_URL"))
-
-
-def event_settings_from_env(environ: Mapping[str, str] | None = None) -> Any:
-    """Transitional, for ``cli/webhook.py`` only: the event policy the environment sets.
-
-    Remove once cli/webhook.py imports ``event_policy_from_env`` from ``events/policy.py``: a
-    resource must not import from ``events/``.
-    """
-    from stripe_migration.events.policy import event_policy_from_env
-
-    return event_policy_from_env(environ)

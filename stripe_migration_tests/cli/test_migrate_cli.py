@@ -73,7 +73,6 @@ def cli_env(
         "DAGSTER_HOME": str(home),
         "STRIPE_MAX_REQUESTS_PER_SECOND": FAST,
         "STRIPE_MAX_ENDPOINT_REQUESTS_PER_SECOND": FAST,
-        "STRIPE_SEARCH_REQUESTS_PER_SECOND": "50",
     }
     for name in _LEAKY:
         monkeypatch.delenv(name, raising=False)

@@ -221,7 +221,6 @@ def stack(pg_server: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) ->
             "SUPABASE_SERVICE_ROLE_KEY": SECRETS["service role key"],
             "STRIPE_MAX_REQUESTS_PER_SECOND": FAST,
             "STRIPE_MAX_ENDPOINT_REQUESTS_PER_SECOND": FAST,
-            "STRIPE_SEARCH_REQUESTS_PER_SECOND": FAST,
         }
         yield Stack(
             env=env,

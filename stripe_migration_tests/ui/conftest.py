@@ -171,7 +171,6 @@ def _ui_environment(home: Path, dagster_pg_url: str, gateway: Any, emulator: Any
         "STRIPE_API_BASE": emulator.url,
         "STRIPE_MAX_REQUESTS_PER_SECOND": str(FAST),
         "STRIPE_MAX_ENDPOINT_REQUESTS_PER_SECOND": str(FAST),
-        "STRIPE_SEARCH_REQUESTS_PER_SECOND": str(FAST),
     }
 
 

@@ -38,6 +38,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from stripe_migration import settings
 from stripe_migration.resources.rate_limit import Permit, RateLimiter
 from stripe_migration.resources.redaction import redact
 from stripe_migration.resources.stripe import classify
@@ -85,11 +86,11 @@ class StripeApi:
         *,
         key_mode: KeyMode,
         allow_live: bool = False,
-        retry_attempts: int = 5,
-        retry_initial_delay_s: float = 1.0,
-        retry_multiplier: float = 2.0,
-        retry_max_delay_s: float = 30.0,
-        page_size: int = 100,
+        retry_attempts: int = settings.STRIPE_RETRY_ATTEMPTS,
+        retry_initial_delay_s: float = settings.STRIPE_RETRY_INITIAL_DELAY_S,
+        retry_multiplier: float = settings.STRIPE_RETRY_MULTIPLIER,
+        retry_max_delay_s: float = settings.STRIPE_RETRY_MAX_DELAY_S,
+        page_size: int = settings.STRIPE_LIST_PAGE_SIZE,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client

@@ -24,6 +24,7 @@ import dagster as dg
 import stripe
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from stripe_migration import settings
 from stripe_migration.resources.rate_limit import RateLimiter
 from stripe_migration.resources.redaction import install_stripe_log_filter, register_secret
 from stripe_migration.resources.stripe.client import StripeApi, key_mode
@@ -79,40 +80,52 @@ class StripeResource(dg.ConfigurableResource):
         "installed stripe-python is generated for.",
     )
     request_timeout_s: float = Field(
-        default=30.0, gt=0, description="Seconds to wait for one HTTP response."
+        default=settings.STRIPE_REQUEST_TIMEOUT_S,
+        gt=0,
+        description="Seconds to wait for one HTTP response.",
     )
     max_requests_per_second: float = Field(
-        default=25.0,
+        default=settings.STRIPE_SANDBOX_REQUESTS_PER_SECOND,
         gt=0,
         description="Account-wide request rate (all endpoints together). Stripe allows 25/s in "
         "a sandbox and 100/s in live mode.",
     )
     max_endpoint_requests_per_second: float = Field(
-        default=25.0, gt=0, description="Rate of any single endpoint (Stripe: 25/s)."
+        default=settings.STRIPE_ENDPOINT_REQUESTS_PER_SECOND,
+        gt=0,
+        description="Rate of any single endpoint (Stripe: 25/s).",
     )
     max_in_flight: int = Field(
-        default=32,
+        default=settings.STRIPE_MAX_IN_FLIGHT,
         ge=1,
         description="Most requests waiting for Stripe at once (across the step's threads).",
     )
     pool_limit: int = Field(
-        default=1,
+        default=settings.STRIPE_POOL_LIMIT,
         ge=1,
         description="The limit of the Dagster pool 'stripe_api' (dagster.yaml): how many steps "
         "may call Stripe at once. Each step takes 1/pool_limit of every rate and of "
         "max_in_flight, so together they stay within the account's limits.",
     )
     retry_attempts: int = Field(
-        default=5, ge=1, description="Attempts per call, the first included."
+        default=settings.STRIPE_RETRY_ATTEMPTS,
+        ge=1,
+        description="Attempts per call, the first included.",
     )
     retry_initial_delay_s: float = Field(
-        default=1.0, gt=0, description="Wait before the first retry (plus up to as much jitter)."
+        default=settings.STRIPE_RETRY_INITIAL_DELAY_S,
+        gt=0,
+        description="Wait before the first retry (plus up to as much jitter).",
     )
     retry_multiplier: float = Field(
-        default=2.0, ge=1, description="Each retry waits this many times longer than the last."
+        default=settings.STRIPE_RETRY_MULTIPLIER,
+        ge=1,
+        description="Each retry waits this many times longer than the last.",
     )
     retry_max_delay_s: float = Field(
-        default=30.0, gt=0, description="Longest wait between two attempts."
+        default=settings.STRIPE_RETRY_MAX_DELAY_S,
+        gt=0,
+        description="Longest wait between two attempts.",
     )
     allow_live: bool = Field(
         default=False,

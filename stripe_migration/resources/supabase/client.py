@@ -38,6 +38,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from stripe_migration import settings
 from stripe_migration.resources.supabase.errors import SupabaseError, error_message
 from stripe_migration.resources.supabase.exact_json import decoded_rows
 from stripe_migration.resources.supabase.stats import SupabaseStats
@@ -63,11 +64,11 @@ class SupabaseDb:
         client: Client,
         http_client: httpx.Client,
         *,
-        max_rows: int = 1000,
-        upsert_chunk_size: int = 500,
-        retry_attempts: int = 5,
-        retry_initial_delay_s: float = 0.5,
-        retry_max_delay_s: float = 10.0,
+        max_rows: int = settings.SUPABASE_PAGE_SIZE,
+        upsert_chunk_size: int = settings.SUPABASE_WRITE_CHUNK_SIZE,
+        retry_attempts: int = settings.SUPABASE_RETRY_ATTEMPTS,
+        retry_initial_delay_s: float = settings.SUPABASE_RETRY_INITIAL_DELAY_S,
+        retry_max_delay_s: float = settings.SUPABASE_RETRY_MAX_DELAY_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client

@@ -14,6 +14,7 @@ import httpx
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from supabase import ClientOptions, create_client
 
+from stripe_migration import settings
 from stripe_migration.resources.redaction import register_secret
 from stripe_migration.resources.supabase.client import SupabaseDb
 
@@ -47,26 +48,38 @@ class SupabaseResource(dg.ConfigurableResource):
         "Never shown in logs or errors.",
     )
     request_timeout_s: float = Field(
-        default=30.0, gt=0, description="Seconds to wait for a response."
+        default=settings.SUPABASE_REQUEST_TIMEOUT_S,
+        gt=0,
+        description="Seconds to wait for a response.",
     )
     connect_timeout_s: float = Field(
-        default=10.0, gt=0, description="Seconds to wait for a connection."
+        default=settings.SUPABASE_CONNECT_TIMEOUT_S,
+        gt=0,
+        description="Seconds to wait for a connection.",
     )
     max_rows: int = Field(
-        default=1000,
+        default=settings.SUPABASE_PAGE_SIZE,
         ge=1,
         description="The server's maximum rows per response (PostgREST db-max-rows; 1000 on "
         "Supabase). Read pages are never larger.",
     )
-    upsert_chunk_size: int = Field(default=500, ge=1, description="Rows per upsert request.")
+    upsert_chunk_size: int = Field(
+        default=settings.SUPABASE_WRITE_CHUNK_SIZE, ge=1, description="Rows per upsert request."
+    )
     retry_attempts: int = Field(
-        default=5, ge=1, description="Attempts per request, the first included."
+        default=settings.SUPABASE_RETRY_ATTEMPTS,
+        ge=1,
+        description="Attempts per request, the first included.",
     )
     retry_initial_delay_s: float = Field(
-        default=0.5, gt=0, description="Wait before the first retry (plus up to as much jitter)."
+        default=settings.SUPABASE_RETRY_INITIAL_DELAY_S,
+        gt=0,
+        description="Wait before the first retry (plus up to as much jitter).",
     )
     retry_max_delay_s: float = Field(
-        default=10.0, gt=0, description="Longest wait between attempts."
+        default=settings.SUPABASE_RETRY_MAX_DELAY_S,
+        gt=0,
+        description="Longest wait between attempts.",
     )
 
     _db: SupabaseDb | None = PrivateAttr(default=None)
