@@ -1,0 +1,1 @@
+"""The catalogue migration: CMS rows validated, planned, applied to Stripe, verified, reported."""
