@@ -122,6 +122,7 @@ def _assert_stripe_matches_cms(migration, deleted: list[str]) -> None:
         )
 
 
+@pytest.mark.slow
 def test_rollback_of_an_earlier_run_keeps_editors_work_and_later_runs(migration) -> None:
     ids = _seed(migration)
     first = migration.run()
@@ -175,6 +176,7 @@ def test_rollback_of_an_earlier_run_keeps_editors_work_and_later_runs(migration)
     assert _editor_view(migration) == editors
 
 
+@pytest.mark.slow
 def test_rollback_of_every_run_newest_first_keeps_editors_work(migration) -> None:
     ids = _seed(migration)
     assert migration.run().success
@@ -200,6 +202,7 @@ def test_rollback_of_every_run_newest_first_keeps_editors_work(migration) -> Non
     assert _editor_view(migration) == editors
 
 
+@pytest.mark.slow
 def test_rollback_of_a_run_materialized_from_the_asset_graph(migration) -> None:
     _seed(migration, 8)
     job = migration.defs.resolve_implicit_global_asset_job_def()
@@ -235,6 +238,7 @@ def test_rollback_of_a_run_materialized_from_the_asset_graph(migration) -> None:
     assert run.run_id in _metadata(every)["run_ids"].split(",")
 
 
+@pytest.mark.slow
 def test_an_ambiguous_or_unknown_run_id_is_a_clear_error(migration) -> None:
     ids = _seed(migration, 6)
     # Two migration runs whose ids share the 8 characters the UI shows.
@@ -269,6 +273,7 @@ def test_an_ambiguous_or_unknown_run_id_is_a_clear_error(migration) -> None:
     assert _metadata(rollback)["run_ids"] == second_id
 
 
+@pytest.mark.slow
 def test_a_stripe_failure_leaves_that_row_as_the_run_left_it_and_rolling_back_again_ends_it(
     migration,
 ) -> None:

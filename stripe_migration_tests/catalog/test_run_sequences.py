@@ -17,7 +17,7 @@ import pytest
 from stripe_migration.catalog.stripe_payloads import custom_product_id
 from stripe_migration_tests.fixtures.migration import build_definitions
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def _insert(migration, rows: list[dict[str, Any]]) -> None:

@@ -23,7 +23,7 @@ from stripe_migration_tests.reliability.harness import (
     cms_rows,
 )
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 #: Slow enough that the apply lasts a few seconds.
 EMULATOR_SETTINGS = {
