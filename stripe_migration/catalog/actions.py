@@ -182,7 +182,8 @@ class PlannedAction:
         if self.action is Action.ARCHIVE_DELETED:
             return "archived"
         if self.action is not Action.CREATE and self.stripe_product_id is None:
-            return None
+            # inactive, and Stripe was asked: nothing to create until it is reactivated
+            return "archived" if self.compared_with_stripe and not self.active else None
         return "synced" if self.active else "archived"
 
     @property

@@ -24,6 +24,7 @@ from stripe_migration.catalog.plan import (
     BOOKKEEPING_COLUMNS,
     build_plan,
     interrupted,
+    needs_stripe_state,
     plan_table,
     summarize,
 )
@@ -251,16 +252,17 @@ def catalog_plan(
     validated_products: ValidationResult,
 ) -> dg.Output:
     """One action per product (create, update, reprice, archive, retire stray prices, unchanged
-    or invalid), from the CMS sync state, or from Stripe's actual state on a forced resync and for
-    rows a killed run left mid-apply; plus the archive of every deleted row's Stripe product.
+    or invalid), from the CMS sync state, or from Stripe's actual state on a forced resync, for
+    rows a killed run left mid-apply and for inactive rows without a recorded product; plus the archive of every deleted row's Stripe product.
     Alone, this is the dry run: it makes no write call to Stripe or Supabase."""
     force = is_force_resync(context)
     rows = validated_products.valid.to_dict("records")
     marked = [row for row in rows if interrupted(row)]
+    asked = [row for row in rows if needs_stripe_state(row)]
     stripe_state = None
-    api = stripe.get_client() if force or marked else None
+    api = stripe.get_client() if force or asked else None
     if api is not None:
-        stripe_state = fetch_stripe_state(api, rows if force else marked)
+        stripe_state = fetch_stripe_state(api, rows if force else asked)
         stripe_state = fetch_stray_prices(api, stripe_state, [str(row["id"]) for row in marked])
     deletions = pending_deletions(
         supabase.get_client(),

@@ -232,6 +232,7 @@ def _plan_against_stripe(
             return PlannedAction(
                 cms_id, Action.UNCHANGED, ("inactive in the CMS and not in Stripe",), product,
                 recorded_status=status, interrupted=interrupted(product),
+                compared_with_stripe=True,
             )  # fmt: skip
         why = f"recorded product {recorded} not found in Stripe" if recorded else "not in Stripe"
         return PlannedAction(
@@ -291,6 +292,22 @@ def _rows(rows: pd.DataFrame | Iterable[Mapping[str, Any]] | None) -> list[Mappi
     return list(rows)
 
 
+def inactive_unrecorded(product: Mapping[str, Any]) -> bool:
+    """Whether ``product`` is inactive with no Stripe product recorded: Stripe may still hold one
+    (a rollback archived what a run created, a create was never recorded), which the record alone
+    cannot tell, so such a row is planned against Stripe's state (and recorded as archived, so it
+    leaves the scope until it is edited)."""
+    return (
+        not product_content(product)["active"] and opt_str(product.get("stripe_product_id")) is None
+    )
+
+
+def needs_stripe_state(product: Mapping[str, Any]) -> bool:
+    """Whether even a normal run plans ``product`` against Stripe's actual state: a killed run's
+    mark (:func:`interrupted`), or an inactive row without a recorded product."""
+    return interrupted(product) or inactive_unrecorded(product)
+
+
 def interrupted(product: Mapping[str, Any]) -> bool:
     """Whether an earlier run was killed while applying this row (its ``sync_run_id`` mark is
     still set): the recorded sync state may not say what that run wrote to Stripe."""
@@ -330,7 +347,7 @@ def build_plan(
     """
     state = stripe_state or {}
     plan = [
-        plan_product(row, state.get(str(row["id"])), resync=force_resync or interrupted(row))
+        plan_product(row, state.get(str(row["id"])), resync=force_resync or needs_stripe_state(row))
         for row in _rows(valid)
     ]
     for row in _rows(invalid):

@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from stripe_migration.catalog.actions import Deletion, PlannedAction
-from stripe_migration.catalog.plan import bookkeeping, interrupted, plan_product, with_bookkeeping
+from stripe_migration.catalog.plan import (
+    bookkeeping,
+    interrupted,
+    needs_stripe_state,
+    plan_product,
+    with_bookkeeping,
+)
 from stripe_migration.catalog.stripe_state import (
     fetch_stray_prices,
     fetch_stripe_state,
@@ -67,12 +73,12 @@ def refresh_plan(
         out.append(item)
     if not changed:
         return out, len(plan) - len(out)
-    resync = [product for _, product in changed if force or interrupted(product)]
+    resync = [product for _, product in changed if force or needs_stripe_state(product)]
     state = fetch_stripe_state(api, resync) if resync else {}
     marked = [str(p["id"]) for p in resync if interrupted(p)]
     if marked:
         state = fetch_stray_prices(api, state, marked)
     for index, product in changed:
-        resynced = force or interrupted(product)
+        resynced = force or needs_stripe_state(product)
         out[index] = plan_product(product, state.get(str(product["id"])), resync=resynced)
     return out, len(changed) + len(plan) - len(out)

@@ -387,3 +387,52 @@ def test_a_reprice_costs_three_writes_and_one_read(migration) -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     [row] = [line for line in readme.splitlines() if line.startswith("| price |")]
     assert row.startswith("| price | 4: 3 writes") and "1 read" in row, row
+
+
+# -- found by the sequence test: inactive rows without a recorded product ----------------------
+
+
+def test_an_inactive_row_without_a_recorded_product_is_checked_against_stripe(migration) -> None:
+    """A rollback restores "no product recorded" for a product a run created (and archives it);
+    the editor then renames the row and deactivates it. The normal run used to plan it
+    "inactive and never synced": the row stayed pending forever and Stripe kept the old name."""
+    rows = _catalogue(2)
+    _insert(migration, rows)
+    assert migration.run().success
+    target = rows[0]["id"]
+    migration.execute(
+        "UPDATE products SET stripe_product_id = NULL, stripe_price_id = NULL,"
+        " sync_status = 'pending', synced_version = NULL WHERE id = %s",
+        (target,),
+    )
+    migration.execute(
+        "UPDATE products SET name = 'Renamed while inactive', active = false WHERE id = %s",
+        (target,),
+    )
+    result = migration.run()
+    assert result.success, _checks(result)
+    product = _products(migration)[custom_product_id(target)]
+    assert (product["name"], product["active"]) == ("Renamed while inactive", False)
+    row = _row(migration, target)
+    assert row["stripe_product_id"] == custom_product_id(target)
+    assert (row["sync_status"], row["needs_sync"]) == ("archived", False)
+
+
+def test_an_inactive_row_never_in_stripe_leaves_the_scope_until_it_is_reactivated(
+    migration,
+) -> None:
+    rows = _catalogue(2)
+    rows[1]["active"] = False
+    _insert(migration, rows)
+    assert migration.run().success
+    row = _row(migration, rows[1]["id"])
+    assert (row["sync_status"], row["needs_sync"], row["stripe_product_id"]) == (
+        "archived",
+        False,
+        None,
+    )
+    assert custom_product_id(rows[1]["id"]) not in _products(migration)
+    migration.execute("UPDATE products SET active = true WHERE id = %s", (rows[1]["id"],))
+    result = migration.run()
+    assert result.success and _report(result)["created"] == 1
+    assert _products(migration)[custom_product_id(rows[1]["id"])]["active"] is True
