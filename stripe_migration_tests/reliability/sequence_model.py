@@ -247,7 +247,11 @@ def structural_problems(view: StripeView, ever_seen: Iterable[str]) -> list[str]
 
 
 def stripe_problems(
-    model: CatalogueModel, view: StripeView, *, skip: Iterable[str] = ()
+    model: CatalogueModel,
+    view: StripeView,
+    *,
+    skip: Iterable[str] = (),
+    only: Iterable[str] | None = None,
 ) -> list[str]:
     """Where Stripe differs from what a completed run must leave (rows in ``skip`` aside).
 
@@ -256,10 +260,15 @@ def stripe_problems(
     - every valid inactive row: no product (never synced), or an archived one with the row's
       content (its price is left alone until it is reactivated, as the README says);
     - every deleted row: no product, or an archived one;
-    - every product of ours: exactly one active price, its default (invalid rows included).
+    - the product of every valid or deleted row: exactly one active price, its default. (A row
+      validation refuses is left alone, strays of an interrupted run included, until it is fixed.)
+
+    ``only`` restricts the comparison to those CMS ids.
     """
-    skipped = set(skip)
     owners = view.by_cms_id()
+    skipped = set(skip)
+    if only is not None:
+        skipped |= (set(model.rows) | set(model.deleted) | set(owners)) - set(only)
     problems = []
     for cms_id, row in sorted(model.rows.items()):
         if cms_id in skipped:
@@ -294,7 +303,8 @@ def stripe_problems(
             if product["active"]:
                 problems.append(f"{cms_id}: deleted in the CMS, product {product['id']} active")
     for cms_id, products in sorted(owners.items()):
-        if cms_id in skipped:
+        row = model.rows.get(cms_id)
+        if cms_id in skipped or (row is not None and not row.valid):
             continue
         for product in products:
             active = view.active_prices(product["id"])
