@@ -464,8 +464,9 @@ def check_batch(
             continue
         cms = stored[row["id"]]
         status, reason = cms["sync_status"], cms["sync_error"] or ""
-        # A valid but inactive row is not created in Stripe (plan.py: "unchanged"): it stays pending.
-        allowed = ("synced", "failed") if row["active"] else ("pending", "failed")
+        # A valid but inactive row is not created in Stripe: Stripe is asked whether it holds a
+        # product for it, and the row is recorded archived with none (plan.py: inactive_unrecorded).
+        allowed = ("synced", "failed") if row["active"] else ("archived", "failed")
         assert status in allowed, (status, changed)
         must_fail = [
             name
@@ -489,7 +490,7 @@ def check_batch(
             assert cms["stripe_product_id"] is None
             assert custom_product_id(row["id"]) not in products
         if all(v.verdict == OK for v in changed.values()):
-            assert status == ("synced" if row["active"] else "pending"), (reason, changed)
+            assert status == ("synced" if row["active"] else "archived"), (reason, changed)
     assert len(products) == synced
     assert len(prices) == synced
 
