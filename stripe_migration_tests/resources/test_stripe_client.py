@@ -444,10 +444,13 @@ def test_sixteen_threads_keep_to_a_20_per_second_limit(emulator) -> None:
     meta = api.stats_metadata()
     assert meta["stripe_calls_failed"] == 0
     assert meta["stripe_429s"] == emulator.control.stats()["rate_limited_total"] <= 5
-    assert 18.0 <= meta["stripe_requests_per_s"] <= 22.0, meta
+    # Only the ceiling is behaviour: how close a loaded machine gets to it is a figure for bench/.
+    assert meta["stripe_requests_per_s"] <= 22.0, meta
 
 
-def test_a_mix_on_four_endpoints_reaches_the_live_account_rate(emulator) -> None:
+def test_a_mix_on_four_endpoints_at_the_live_rates_completes(emulator) -> None:
+    # That four endpoints together use the whole account rate is shown on a fake clock in
+    # test_rate_limit.py; the rate reached over real HTTP depends on the machine's load.
     emulator.control.configure(
         global_rate_per_s=100.0, endpoint_rate_per_s=25.0, latency_ms=20.0, latency_jitter_ms=10.0
     )
@@ -478,7 +481,6 @@ def test_a_mix_on_four_endpoints_reaches_the_live_account_rate(emulator) -> None
 
     meta = api.stats_metadata()
     assert meta["stripe_calls_failed"] == 0
-    assert meta["stripe_requests_per_s"] >= 90.0, meta
     for endpoint in (
         "POST /v1/products",
         "POST /v1/products/{id}",
