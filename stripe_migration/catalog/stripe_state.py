@@ -93,9 +93,10 @@ def fetch_stripe_state(
 def fetch_stray_prices(
     api: StripeReader, state: Mapping[str, StripeProductState], cms_ids: Iterable[str]
 ) -> dict[str, StripeProductState]:
-    """``state`` with the stray prices of ``cms_ids`` filled in: active prices carrying the row's
-    CMS id other than the product's default price, which a run killed in the middle of a reprice
-    leaves behind. One list call per product (only the rows an interrupted run left marked)."""
+    """``state`` with the stray prices of ``cms_ids`` filled in: the product's active prices other
+    than its default, which a run killed in the middle of a reprice leaves behind (its new price,
+    or the replaced default, ours or set in the dashboard). One list call per product (only the
+    rows an interrupted run left marked)."""
 
     def strays(cms_id: str) -> tuple[str, StripeProductState]:
         product = state[cms_id]
@@ -105,11 +106,7 @@ def fetch_stray_prices(
                 product=product.product_id, active=True, limit=LIST_PAGE_SIZE
             )
         ]
-        extra = [
-            price
-            for price in found
-            if price["id"] != product.default_price_id and priced_for(price, cms_id)
-        ]
+        extra = [price for price in found if price["id"] != product.default_price_id]
         key = price_lookup_key(cms_id)
         return cms_id, replace(
             product,

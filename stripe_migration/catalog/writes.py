@@ -269,7 +269,8 @@ def _reprice(
     record_generation: RecordKeyGeneration | None = None,
 ) -> str:
     """New price, switched to as the default (with any product update), then every other active
-    price of this CMS product deactivated (the replaced one, and any a killed run left behind).
+    price of the product deactivated: the replaced one (made by us or, as a new default, in the
+    dashboard), and any a killed run left behind. A product of ours has one active price.
 
     The price create is the one write that neither a custom id nor its nature makes safe to
     repeat, so its key spans runs: a resumed run replays it (within Stripe's 24 h) instead of
@@ -285,14 +286,13 @@ def _reprice(
             str(item.cms_id), run_id, new_price["id"], item.content_hash
         ),
     )
-    # Not only the recorded price: a run killed after its price create left that price active,
-    # and when the CMS price changed again before the resume, this price has another key, so
-    # nothing replayed that one.
+    # Not only the recorded price: a run killed after its price create left that price active
+    # (when the CMS price changed again before the resume, that price has another key, so nothing
+    # replayed it), and a default price set in the dashboard carries no CMS id at all.
     stale = {old} if old else set()
     stale.update(
         price["id"]
         for price in map(plain, api.list_prices(product=item.stripe_product_id, active=True))
-        if priced_for(price, str(item.cms_id))
     )
     for price_id in sorted(stale - {new_price["id"]}):
         _deactivate_price(api, item, run_id, price_id)

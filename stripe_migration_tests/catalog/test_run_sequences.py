@@ -436,3 +436,29 @@ def test_an_inactive_row_never_in_stripe_leaves_the_scope_until_it_is_reactivate
     result = migration.run()
     assert result.success and _report(result)["created"] == 1
     assert _products(migration)[custom_product_id(rows[1]["id"])]["active"] is True
+
+
+# -- found by the sequence test: a default price set in the dashboard -------------------------
+
+
+def test_a_cms_reprice_replaces_a_default_price_set_in_the_dashboard(migration) -> None:
+    [row] = _catalogue(1)
+    _insert(migration, [row])
+    assert migration.run().success
+    product_id = custom_product_id(row["id"])
+    stripe = migration.emulator.client()
+    cms_price = _products(migration)[product_id]["default_price"]
+    # In the dashboard: a new default price (no cms_id metadata), the CMS's one archived.
+    dashboard = stripe.v1.prices.create(
+        params={"product": product_id, "unit_amount": 999, "currency": "usd"}
+    )
+    stripe.v1.products.update(product_id, params={"default_price": dashboard.id})
+    stripe.v1.prices.update(cms_price, params={"active": False})
+
+    migration.execute("UPDATE products SET price = '42.00'")
+    assert migration.run().success
+
+    product = _products(migration)[product_id]
+    active = [p for p in _prices(migration) if p["product"] == product_id and p["active"]]
+    assert [p["id"] for p in active] == [product["default_price"]]
+    assert active[0]["unit_amount"] == 4200 and active[0]["id"] != dashboard.id

@@ -226,9 +226,19 @@ class StripeView:
                 owners[cms_id].append(product)
         return owners
 
-    def active_prices(self, product_id: str) -> list[str]:
+    def active_prices(self, product: Mapping[str, Any], *, ours_only: bool = False) -> list[str]:
+        """The active prices of a product (``ours_only``: the default and those carrying a
+        ``cms_id``, leaving out prices made in the dashboard)."""
         return sorted(
-            p["id"] for p in self.prices.values() if p["product"] == product_id and p["active"]
+            p["id"]
+            for p in self.prices.values()
+            if p["product"] == product["id"]
+            and p["active"]
+            and not (
+                ours_only
+                and p["id"] != product.get("default_price")
+                and not (p.get("metadata") or {}).get("cms_id")
+            )
         )
 
 
@@ -247,19 +257,31 @@ def structural_problems(view: StripeView, ever_seen: Iterable[str]) -> list[str]
 
 
 def stripe_problems(
-    model: CatalogueModel, view: StripeView, *, skip: Iterable[str] = ()
+    model: CatalogueModel,
+    view: StripeView,
+    *,
+    skip: Iterable[str] = (),
+    only: Iterable[str] | None = None,
+    foreign_prices_count: bool = True,
 ) -> list[str]:
     """Where Stripe differs from what a completed run must leave (rows in ``skip`` aside).
 
     - every valid active row: one product with the row's content, active, whose default price has
-      the row's amount and currency and is its only active price;
+      the row's amount and currency, is its only active price and holds the lookup key
+      ``cms_<id>`` if any price does (the first price, made with the product, holds none);
     - every valid inactive row: no product (never synced), or an archived one with the row's
       content (its price is left alone until it is reactivated, as the README says);
     - every deleted row: no product, or an archived one;
-    - every product of ours: exactly one active price, its default (invalid rows included).
+    - the product of every valid or deleted row: exactly one active price, its default. (A row
+      validation refuses is left alone, strays of an interrupted run included, until it is fixed.)
+
+    ``only`` restricts the comparison to those CMS ids; ``foreign_prices_count=False`` leaves
+    out active prices without a ``cms_id`` (made in the dashboard) from "one active price".
     """
-    skipped = set(skip)
     owners = view.by_cms_id()
+    skipped = set(skip)
+    if only is not None:
+        skipped |= (set(model.rows) | set(model.deleted) | set(owners)) - set(only)
     problems = []
     for cms_id, row in sorted(model.rows.items()):
         if cms_id in skipped:
@@ -287,6 +309,14 @@ def stripe_problems(
                     f"{cms_id}: default price {have_price} in Stripe, "
                     f"{(row.amount, row.currency_code)} in the CMS ({row.price!r} {row.currency!r})"
                 )
+            keyed = [
+                p["id"] for p in view.prices.values() if p.get("lookup_key") == f"cms_{cms_id}"
+            ]
+            if keyed and keyed != [product.get("default_price")]:
+                problems.append(
+                    f"{cms_id}: lookup key cms_{cms_id} on {keyed}, not on the default price "
+                    f"{product.get('default_price')}"
+                )
     for cms_id in sorted(model.deleted):
         if cms_id in skipped:
             continue
@@ -294,10 +324,11 @@ def stripe_problems(
             if product["active"]:
                 problems.append(f"{cms_id}: deleted in the CMS, product {product['id']} active")
     for cms_id, products in sorted(owners.items()):
-        if cms_id in skipped:
+        row = model.rows.get(cms_id)
+        if cms_id in skipped or (row is not None and not row.valid):
             continue
         for product in products:
-            active = view.active_prices(product["id"])
+            active = view.active_prices(product, ours_only=not foreign_prices_count)
             if active != [product.get("default_price")]:
                 problems.append(
                     f"{cms_id}: active prices {active}, default {product.get('default_price')}"

@@ -18,18 +18,19 @@ sequences of:
 After every step the invariants are checked against :mod:`.sequence_model`, a plain Python model
 of what the editors wrote:
 
-- always: no editor-owned column changed by the tool, no row lost, no deleted row back; no two
-  Stripe products for one CMS id, no Stripe product ever deleted; a dry run makes no POST and
-  changes nothing in Supabase;
+- always: no editor-owned column changed by the tool, nor ``updated_at`` (the edit time that
+  decides what is in scope), no row lost, no deleted row back; no two Stripe products for one CMS
+  id, no Stripe product ever deleted; a dry run makes no POST and changes nothing in Supabase;
 - after a run that reports success: Stripe equals the CMS for every valid row (content, active
   flag, metadata with ``cms_id``, default price amount and currency; an inactive row's price is
-  deferred until it is reactivated), exactly one active price per product (its default), a deleted
-  row's product archived; every valid row synced and out of scope; every invalid row failed with
-  a reason naming each refused field;
+  deferred until it is reactivated), exactly one active price per product (its default; a refused
+  row's product aside), a deleted row's product archived; every valid row synced and out of scope; every invalid row failed with
+  a reason naming each refused field, and its Stripe product and prices untouched by the run;
 - a run may fail only for a reason the model knows of: drift made in the dashboard, which a normal
-  run's verification must report (only ``stripe_matches_cms``) and a forced resync must repair; a
-  rollback, after which Stripe realigns at the next successful run; a 500 saved for a key the run
-  used. A forced resync and a dry run never fail;
+  run's verification must report (only ``stripe_matches_cms``) and a forced resync must repair, or
+  a 500 saved for a key the run used (the next run must then succeed). A forced resync, a dry run
+  and a rollback never fail, and a rollback leaves nothing a normal run cannot realign (its rows
+  are back in scope, README "Rollback");
 - a row edited while a run is in flight may lag that run (it stays in scope), and must be right
   after the next one.
 
@@ -42,7 +43,10 @@ How the hard steps are made deterministic:
   Either the edit is made there (moment ``after_read``), or that transaction first takes
   ``LOCK TABLE products IN SHARE MODE``, the backup goes on, and the edit is made once the run's
   first write to ``products`` (a mark or a checkpoint, after validating and planning) waits on it
-  (moment ``before_first_write``). Its commit lets the run go on. A run with nothing to back up
+  (moment ``before_first_write``), or it first locks the edited row (``SELECT ... FOR UPDATE``)
+  and edits it once the run's write of that very row waits (moment ``before_its_mark``: with one
+  product per batch, the batches before its own have been applied and checkpointed by then).
+  Its commit lets the run go on. A run with nothing to back up
   never waits; the edit then lands after it. Either way the run did not see the edit, and the row
   may lag it by one run.
 - **A kill mid-apply**: the crash harness's :func:`.harness.kill_after_writes` (SIGKILL once the
@@ -68,7 +72,9 @@ sequences: ``--hypothesis-seed=N`` (then random, printed on failure), more of th
 failing sequences with ``CATALOG_SEQUENCES_SHRINK=1`` (minutes). ``CATALOG_SEQUENCES_SKIP`` leaves
 out families of actions (comma-separated: ``delete``, ``restore``, ``metadata_remove``,
 ``dot_thousands``, ``rollback``, ``kill``, ``saved_500``, ``edit_in_flight``, ``dashboard``,
-``resync``), to look past a known bug while it is being fixed.
+``resync``) and ``CATALOG_SEQUENCES_RELAX`` switches off a check (``inactive_unrecorded``,
+``foreign_prices``, see ``CatalogueSequences._relaxed``), to look past a known bug while it is
+being fixed.
 """
 
 from __future__ import annotations
@@ -134,6 +140,7 @@ STEPS = int(os.environ.get("CATALOG_SEQUENCES_STEPS", "10"))
 SHRINK = os.environ.get("CATALOG_SEQUENCES_SHRINK", "") not in ("", "0")
 VERBOSE = os.environ.get("CATALOG_SEQUENCES_VERBOSE", "") not in ("", "0")
 SKIP = {s.strip() for s in os.environ.get("CATALOG_SEQUENCES_SKIP", "").split(",") if s.strip()}
+RELAX = {s.strip() for s in os.environ.get("CATALOG_SEQUENCES_RELAX", "").split(",") if s.strip()}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600 + 3 * EXAMPLES * STEPS)]
 
@@ -163,11 +170,8 @@ FAULT_PATHS = ("/v1/prices", "/v1/products", "/v1/products/{id}", "/v1/prices/{p
 FAULT_PHASES = ("after_execution", "after_commit")
 #: The checks a run's verification may fail while dashboard drift is outstanding.
 DRIFT_CHECKS = {"stripe_matches_cms"}
-VERIFICATION_CHECKS = {
-    "every_valid_product_has_stripe_ids",
-    "stripe_matches_cms",
-    "one_stripe_product_per_cms_id",
-}
+#: The product fields a run must not touch on a row validation refuses.
+STRIPE_CONTENT = ("name", "description", "images", "metadata", "active", "default_price")
 
 # -- the sandbox ------------------------------------------------------------------------------------
 
@@ -308,24 +312,30 @@ class SequenceSandbox:
 
     @contextlib.contextmanager
     def edits_during_run(
-        self, statements: list[tuple[str, Any]], moment: str
+        self, statements: list[tuple[str, Any]], moment: str, row_ids: frozenset[str]
     ) -> Iterator[dict[str, bool]]:
         """Make ``statements`` while the run in the ``with`` block is in flight, at ``moment``:
-        ``after_read`` (the run has read the rows and waits to write its backup) or
+        ``after_read`` (the run has read the rows and waits to write its backup),
         ``before_first_write`` (it has also planned, and waits to make its first write to
-        ``products``, a mark or a checkpoint). See the module docstring. Yields a dict whose
-        ``in_flight`` says, after the block, whether the edit landed during the run (a run with
-        nothing to write never waits; the edit then lands after it)."""
+        ``products``, a mark or a checkpoint) or ``before_its_mark`` (it waits to write one of
+        ``row_ids``, the rows edited: the mark before their Stripe calls, after the batches
+        before theirs were applied and checkpointed). See the module docstring. Yields a dict
+        whose ``in_flight`` says, after the block, whether the edit landed during the run (a run
+        with nothing to write never waits; the edit then lands after it)."""
         state = {"in_flight": False}
         locked, finished = threading.Event(), threading.Event()
         errors: list[BaseException] = []
 
-        def wait_for_a_waiter(watcher: psycopg.Connection, table: str) -> bool:
-            deadline = Deadline(120.0, f"the run's first write to {table}")
+        def wait_for_a_waiter(watcher: psycopg.Connection, table: str | None) -> bool:
+            """Wait until a write waits on ``table``'s lock (None: on a row lock)."""
+            deadline = Deadline(120.0, f"the run's write to {table or 'the edited row'}")
             while not finished.is_set():
                 waiting = watcher.execute(
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
-                    (table,),
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass"
+                    if table
+                    else "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                    "AND locktype IN ('transactionid', 'tuple')",
+                    (table,) if table else None,
                 ).fetchone()
                 if waiting and waiting[0]:
                     return True
@@ -349,6 +359,13 @@ class SequenceSandbox:
                         editor.execute("LOCK TABLE products IN SHARE MODE")
                         gate.rollback()
                         in_flight = wait_for_a_waiter(watcher, "products")
+                    elif in_flight and moment == "before_its_mark":
+                        editor.execute(
+                            "SELECT 1 FROM products WHERE id = ANY(%s::uuid[]) FOR UPDATE",
+                            (sorted(row_ids),),
+                        )
+                        gate.rollback()
+                        in_flight = wait_for_a_waiter(watcher, None)
                     state["in_flight"] = in_flight
                     for sql, params in statements:
                         editor.execute(sql, params)
@@ -370,14 +387,16 @@ class SequenceSandbox:
         if errors:
             raise errors[0]
 
-    def killed_run(self, run_id: str, writes: int) -> RunOutcome | None:
+    def killed_run(
+        self, run_id: str, writes: int, *, force_resync: bool = False
+    ) -> RunOutcome | None:
         """Run ``migrate_catalog`` in a forked child and SIGKILL it once the emulator has answered
         ``writes`` more POSTs. Returns None when the kill landed, else how the run ended."""
         assert self.killed_home is not None
         log_path = self.killed_home / f"killed-{run_id}.log"
         self.emulator.control.configure(latency_ms=KILL_LATENCY_MS)
         try:
-            child = ForkedRun.start(self, run_id, log_path)
+            child = ForkedRun.start(self, run_id, log_path, force_resync)
             try:
                 landed = kill_after_writes(self, child, writes)  # type: ignore[arg-type]
             finally:
@@ -404,7 +423,9 @@ class ForkedRun:
         self.exit_status: int | None = None
 
     @classmethod
-    def start(cls, box: SequenceSandbox, run_id: str, log_path: Path) -> ForkedRun:
+    def start(
+        cls, box: SequenceSandbox, run_id: str, log_path: Path, force_resync: bool
+    ) -> ForkedRun:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -418,7 +439,7 @@ class ForkedRun:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             result = box.defs.resolve_job_def("migrate_catalog").execute_in_process(
                 instance=dg.DagsterInstance.local_temp(str(box.killed_home)),
-                tags=dict(PARTITIONS),
+                tags={**PARTITIONS, **({FORCE_RESYNC_TAG: "true"} if force_resync else {})},
                 run_config={**QUIET, **KILL_RUN_CONFIG},
                 run_id=run_id,
                 raise_on_error=False,
@@ -448,6 +469,11 @@ class ForkedRun:
             os.waitpid(self.pid, 0)
             self.exit_status = -signal.SIGKILL
         return landed
+
+
+def batches(size: int | None) -> dict[str, Any] | None:
+    """The run config applying ``size`` products between two checkpoints (None: the default)."""
+    return {"ops": {"stripe_catalog": {"config": {"batch_size": size}}}} if size else None
 
 
 # -- edits ------------------------------------------------------------------------------------------
@@ -482,8 +508,9 @@ def _insert(row: CmsRow) -> tuple[str, Any]:
 
 def _update(old: CmsRow, new: CmsRow, what: str) -> Edit:
     columns = {c: v for c, v in new.columns().items() if v != old.columns()[c]}
-    if not columns:  # still an UPDATE: an editor saving an unchanged form
-        columns = {"name": new.name}
+    touched = frozenset({new.id})
+    if not columns:  # still an UPDATE (an editor saving an unchanged form), but no edit
+        columns, touched, what = {"name": new.name}, frozenset(), f"{what} (nothing changed)"
     assignments = ", ".join(f"{c} = %s" for c in columns)  # column names from EDITOR_COLUMNS
     params = [Jsonb(v) if c in ("images", "metadata") else v for c, v in columns.items()]
 
@@ -494,7 +521,7 @@ def _update(old: CmsRow, new: CmsRow, what: str) -> Edit:
         what,
         [(f"UPDATE products SET {assignments} WHERE id = %s", (*params, new.id))],
         apply,
-        frozenset({new.id}),
+        touched,
     )
 
 
@@ -556,8 +583,9 @@ class CatalogueSequences(RuleBasedStateMachine):
         self.ever_seen: set[str] = set()  # every Stripe product id seen
         self.drifted: set[str] = set()  # CMS ids edited in the dashboard, not yet repaired
         self.lagging: set[str] = set()  # CMS ids edited during the last run
-        self.after_rollback = False  # Stripe may hold what no row records, until a success
         self.kills = self.dry_runs = 0  # the costly steps, capped per sequence
+        self.refused_before: dict[str, Any] = {}  # Stripe's state of refused rows before a run
+        self.edit_times: dict[str, Any] = {}  # updated_at as the editors' last change left it
         self.killed_runs: set[str] = set()  # runs recorded in the killed runs' instance
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -570,6 +598,16 @@ class CatalogueSequences(RuleBasedStateMachine):
         note(f"editor: {edit.what}")
         self.box.execute(edit.statements)
         edit.apply(self.model)
+        self._stamp(edit.rows)
+
+    def _stamp(self, ids: frozenset[str]) -> None:
+        """Record the edit time (``updated_at``) the editors' last change gave ``ids``."""
+        db = self.box.db_rows()
+        for cms_id in ids:
+            if cms_id in db:
+                self.edit_times[cms_id] = db[cms_id]["updated_at"]
+            else:
+                self.edit_times.pop(cms_id, None)
 
     def _read(self) -> tuple[StripeView, dict[str, dict[str, Any]]]:
         view = StripeView.read(self.box.emulator.control)
@@ -577,6 +615,12 @@ class CatalogueSequences(RuleBasedStateMachine):
 
     def _always(self, view: StripeView, db: dict[str, dict[str, Any]]) -> list[str]:
         problems = editor_column_problems(self.model, db)
+        problems += [
+            f"{cms_id}: updated_at moved by the tool: {db[cms_id]['updated_at']}, the last edit "
+            f"made it {stamp}"
+            for cms_id, stamp in sorted(self.edit_times.items())
+            if cms_id in db and db[cms_id]["updated_at"] != stamp
+        ]
         problems += structural_problems(view, self.ever_seen)
         self.ever_seen |= set(view.products)
         return problems
@@ -599,6 +643,7 @@ class CatalogueSequences(RuleBasedStateMachine):
         """Check a migrate run's end against the model, then update what the model expects."""
         view, db = self._read()
         problems = self._always(view, db)
+        problems += self._refused_problems(self.refused_before, lag)
         live_lag = {i for i in lag if i in self.model.rows}
         problems += [
             f"{i}: edited during the run but out of scope afterwards"
@@ -606,18 +651,19 @@ class CatalogueSequences(RuleBasedStateMachine):
             if i in db and not db[i]["needs_sync"]
         ]
         if outcome.success:
-            problems += stripe_problems(self.model, view, skip=lag)
-            problems += sync_state_problems(self.model, db, view, skip=lag)
+            skip = lag | self._relaxed(db)
+            problems += stripe_problems(
+                self.model, view, skip=skip, foreign_prices_count="foreign_prices" not in RELAX
+            )
+            problems += sync_state_problems(self.model, db, view, skip=skip)
             if problems:
                 problems.insert(0, "the run reported success, yet:")
             else:
                 self.drifted.clear()
-                self.after_rollback = False
                 self.lagging = set(live_lag)
         else:
             if excuse is None and not resync:
                 excuse = "dashboard drift" if self.drifted else None
-                excuse = "a rollback before" if self.after_rollback else excuse
             if excuse is None:
                 problems.append("the run failed, and nothing excuses it; what the model sees:")
                 problems += stripe_problems(self.model, view, skip=lag) or ["Stripe as expected"]
@@ -628,16 +674,62 @@ class CatalogueSequences(RuleBasedStateMachine):
                 skip = self.drifted | self.lagging | lag
                 problems += stripe_problems(self.model, view, skip=skip)
                 self.drifted = {
-                    i
-                    for i in self.drifted
-                    if stripe_problems(self.model, view, skip=set(self.model.rows) - {i})
+                    i for i in self.drifted if stripe_problems(self.model, view, only={i})
                 }
             note(f"{step}: failed, excused by {excuse}")
             self.box.seen[f"failure excused by {excuse}"] += 1
             self.lagging |= live_lag
         self._fail(step, problems, outcome)
 
+    def _refused_in_stripe(self) -> dict[str, Any]:
+        """What Stripe holds for the rows validation must refuse (their product and its prices):
+        a run must leave it as it is."""
+        view = StripeView.read(self.box.emulator.control)
+        owners = view.by_cms_id()
+        refused = {}
+        for cms_id, row in self.model.rows.items():
+            if row.valid:
+                continue
+            products = owners.get(cms_id, [])
+            refused[cms_id] = [
+                (
+                    {k: p.get(k) for k in STRIPE_CONTENT},
+                    sorted(
+                        (q["id"], q["active"], q.get("lookup_key"))
+                        for q in view.prices.values()
+                        if q["product"] == p["id"]
+                    ),
+                )
+                for p in products
+            ]
+        return refused
+
+    def _refused_problems(self, before: dict[str, Any], skip: frozenset[str]) -> list[str]:
+        after = self._refused_in_stripe()
+        return [
+            f"{cms_id}: refused by validation, yet its Stripe product or prices changed: "
+            f"{before[cms_id]} -> {after.get(cms_id)}"
+            for cms_id in sorted(before)
+            if cms_id not in skip
+            and cms_id in self.model.rows
+            and after.get(cms_id) != before[cms_id]
+        ]
+
+    def _relaxed(self, db: dict[str, dict[str, Any]]) -> frozenset[str]:
+        """Rows whose check ``CATALOG_SEQUENCES_RELAX`` switches off (a known bug, to look past
+        it while it is fixed): ``inactive_unrecorded``, valid inactive rows with no recorded
+        product (a normal run never adopts their Stripe product). (``foreign_prices``: active
+        prices made in the dashboard do not count against "one active price per product".)"""
+        if "inactive_unrecorded" not in RELAX:
+            return frozenset()
+        return frozenset(
+            cms_id
+            for cms_id, row in self.model.rows.items()
+            if row.valid and not row.active and not (db.get(cms_id) or {}).get("stripe_product_id")
+        )
+
     def _migrate(self, step: str, **kwargs: Any) -> RunOutcome:
+        self.refused_before = self._refused_in_stripe()
         outcome = self.box.run("migrate_catalog", **kwargs)
         self.migrations.append(outcome.run_id)
         note(f"{step}: {outcome.describe()}")
@@ -809,11 +901,52 @@ class CatalogueSequences(RuleBasedStateMachine):
                 self.drifted.add(cms_id)
                 self.box.seen["dashboard archive"] += 1
 
+    @precondition(lambda self: "dashboard" not in SKIP)
+    @rule(pick=picks)
+    def dashboard_unarchive(self, pick: int) -> None:
+        """Reactivate an archived product in the dashboard, a deleted row's included."""
+        view = StripeView.read(self.box.emulator.control)
+        archived = sorted(
+            (cms_id, p["id"])
+            for cms_id, ps in view.by_cms_id().items()
+            for p in ps
+            if not p["active"]
+        )
+        if archived:
+            cms_id, product_id = archived[pick % len(archived)]
+            note(f"dashboard: unarchive {product_id}")
+            self.box.emulator.client().v1.products.update(product_id, params={"active": True})
+            self.drifted.add(cms_id)
+            self.box.seen["dashboard unarchive"] += 1
+
+    @precondition(lambda self: "dashboard" not in SKIP)
+    @rule(pick=picks, amount=st.sampled_from([777, 3333]))
+    def dashboard_reprice(self, pick: int, amount: int) -> None:
+        """Give a product a new default price in the dashboard and archive the old one (the
+        default price cannot be archived, so the switch comes first)."""
+        if found := self._dashboard_product(pick):
+            cms_id, product = found
+            client = self.box.emulator.client()
+            old = StripeView.read(self.box.emulator.control).prices[product["default_price"]]
+            price = client.v1.prices.create(
+                params={
+                    "product": product["id"],
+                    "currency": old["currency"],
+                    "unit_amount": amount,
+                }
+            )
+            client.v1.products.update(product["id"], params={"default_price": price.id})
+            client.v1.prices.update(old["id"], params={"active": False})
+            note(f"dashboard: {product['id']} repriced to {amount} {old['currency']}")
+            self.drifted.add(cms_id)
+            self.box.seen["dashboard reprice"] += 1
+
     # -- operators ----------------------------------------------------------------------------------
 
-    @rule()
-    def migrate(self) -> None:
-        self._after_run("a migration", self._migrate("migrate"))
+    @rule(batch=st.sampled_from([None, 1, 2]))
+    def migrate(self, batch: int | None) -> None:
+        """A migration, checkpointing every ``batch`` products (None: the default, 100)."""
+        self._after_run("a migration", self._migrate("migrate", run_config=batches(batch)))
 
     @precondition(lambda self: self.dry_runs < MAX_DRY_RUNS)
     @rule()
@@ -839,28 +972,31 @@ class CatalogueSequences(RuleBasedStateMachine):
         self._after_run("a forced resync", outcome, resync=True)
 
     @precondition(lambda self: self.migrations and "rollback" not in SKIP)
-    @rule(pick=picks)
-    def rollback(self, pick: int) -> None:
-        run_id = self.migrations[pick % len(self.migrations)]
+    @rule(pick=picks, everything=st.booleans())
+    def rollback(self, pick: int, everything: bool) -> None:
+        """Roll back one earlier migration run, or (``everything``) every one the sequence's
+        instance holds, newest first (the killed runs' instance aside)."""
+        run_id = None if everything else self.migrations[pick % len(self.migrations)]
         with contextlib.ExitStack() as stack:
             instance = None
             if run_id in self.killed_runs:  # recorded where its forked process recorded it
                 instance = stack.enter_context(
                     dg.DagsterInstance.local_temp(str(self.box.killed_home))
                 )
+            config = {"run_id": run_id} if run_id else {}
             outcome = self.box.run(
                 "rollback_catalog",
-                run_config={"ops": {"rollback_migrations": {"config": {"run_id": run_id}}}},
+                run_config={"ops": {"rollback_migrations": {"config": config}}},
                 instance=instance,
             )
-        note(f"rollback of {run_id}: {outcome.describe()}")
-        self.box.seen["rollback of a killed run" if instance else "rollback"] += 1
+        note(f"rollback of {run_id or 'every run'}: {outcome.describe()}")
+        kind = "of a killed run" if instance else "of every run" if everything else "of one run"
+        self.box.seen[f"rollback {kind}"] += 1
         view, db = self._read()
         problems = self._always(view, db)
         if not outcome.success:
             problems.append("the rollback failed")
-        self.after_rollback = True
-        self._fail(f"a rollback of {run_id}", problems, outcome)
+        self._fail(f"a rollback of {run_id or 'every run'}", problems, outcome)
 
     def _in_stripe(self) -> list[CmsRow]:
         """Valid active rows whose product is in Stripe (a reprice or a rename of one is a write)."""
@@ -887,9 +1023,15 @@ class CatalogueSequences(RuleBasedStateMachine):
             self._edit(self._new_price(row, price))
 
     @precondition(lambda self: self.kills < MAX_KILLS and "kill" not in SKIP)
-    @rule(writes=st.integers(min_value=1, max_value=5), pick=picks, price=prices, spec=new_rows)
+    @rule(
+        writes=st.integers(min_value=1, max_value=5),
+        pick=picks,
+        price=prices,
+        spec=new_rows,
+        resync=st.booleans(),
+    )
     def kill_mid_apply_then_resume(
-        self, writes: int, pick: int, price: PriceSpec, spec: tuple[Any, ...]
+        self, writes: int, pick: int, price: PriceSpec, spec: tuple[Any, ...], resync: bool
     ) -> None:
         """Reprice two rows (or create one), SIGKILL the run after ``writes`` Stripe writes,
         check what must hold at any moment, then resume with a normal run."""
@@ -899,15 +1041,19 @@ class CatalogueSequences(RuleBasedStateMachine):
         self.migrations.append(run_id)
         self.killed_runs.add(run_id)
         started = time.monotonic()
-        ended = self.box.killed_run(run_id, writes)
+        self.refused_before = self._refused_in_stripe()
+        ended = self.box.killed_run(run_id, writes, force_resync=resync)
         self.box.timings["killed run"].append(time.monotonic() - started)
         note(f"run {run_id}: " + (f"ended first: {ended.describe()}" if ended else "killed"))
         self.box.seen["run ended before its kill" if ended else "run killed mid-apply"] += 1
         if ended:  # nothing left to kill: it was a plain run
-            self._after_run("a run that ended before its kill", ended)
+            self._after_run("a run that ended before its kill", ended, resync=resync)
         else:
             view, db = self._read()
-            self._fail(f"run {run_id} killed after {writes} writes", self._always(view, db))
+            problems = self._always(view, db) + self._refused_problems(
+                self.refused_before, frozenset()
+            )
+            self._fail(f"run {run_id} killed after {writes} writes", problems)
         self._after_run("the resumed migration", self._migrate("resume after the kill"))
 
     @precondition(lambda self: "saved_500" not in SKIP)
@@ -959,10 +1105,20 @@ class CatalogueSequences(RuleBasedStateMachine):
         price=prices,
         broken=breakages,
         touch_first=st.booleans(),
-        moment=st.sampled_from(["after_read", "before_first_write"]),
+        moment=st.sampled_from(["after_read", "before_first_write", "before_its_mark"]),
+        batch=st.sampled_from([None, 1]),
+        resync=st.booleans(),
     )
     def migrate_with_an_edit_in_flight(
-        self, pick: int, kind: str, price: PriceSpec, broken: str, touch_first: bool, moment: str
+        self,
+        pick: int,
+        kind: str,
+        price: PriceSpec,
+        broken: str,
+        touch_first: bool,
+        moment: str,
+        batch: int | None,
+        resync: bool,
     ) -> None:
         """A run during which an editor edits a row. With ``touch_first``, the row is renamed
         before the run, so the run has it in scope (and a write to make) when the edit lands."""
@@ -983,17 +1139,25 @@ class CatalogueSequences(RuleBasedStateMachine):
             ),
             "break": lambda: self.break_edit(row, broken),
         }[kind]()
-        with self.box.edits_during_run(edit.statements, moment) as landed:
-            outcome = self._migrate(f"migrate while an editor makes: {edit.what}")
+        with self.box.edits_during_run(edit.statements, moment, frozenset({row.id})) as landed:
+            outcome = self._migrate(
+                f"{'forced resync' if resync else 'migrate'} while an editor makes: {edit.what}",
+                run_config=batches(batch),
+                force_resync=resync,
+            )
         if kind == "break":
             self.box.seen[f"break: {broken}"] += 1
         edit.apply(self.model)
+        self._stamp(edit.rows)
         when = f"during the run ({moment})" if landed["in_flight"] else "after the run"
         note(f"the edit landed {when}")
         self.box.seen[f"{kind} {when}"] += 1
         # Either way the run cannot have seen the edit: the row may lag it by one run.
         self._after_run(
-            f"a migration during which an editor made: {edit.what}", outcome, lag=edit.rows
+            f"a migration during which an editor made: {edit.what}",
+            outcome,
+            lag=edit.rows,
+            resync=resync,
         )
 
 
