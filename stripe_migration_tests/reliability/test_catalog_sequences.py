@@ -445,7 +445,8 @@ class ForkedRun:
                 raise_on_error=False,
             )
             outcome = RunOutcome.of(result)
-            print(json.dumps(dataclasses.asdict(outcome)), flush=True)
+            # To the log file itself: pytest's capture has replaced sys.stdout in this process.
+            os.write(1, (json.dumps(dataclasses.asdict(outcome)) + "\n").encode())
             status = 0 if result.success else 1
         except BaseException:
             traceback.print_exc()
