@@ -1,7 +1,7 @@
 """The ``stripe-migration`` command group, on which the command modules register.
 
 A thin layer over the package's modules. One module per command group (``db``, ``demo``,
-``migrate``, ``sandbox``, ``webhook``); ``runner`` runs a Dagster job, ``console`` shows it,
+``events``, ``migrate``, ``sandbox``, ``webhook``); ``runner`` runs a Dagster job, ``console`` shows it,
 ``partitions``, ``report`` and ``errors`` serve the commands. Configuration comes from the
 environment and from a ``.env`` file in the current directory (values already in the environment
 win).
@@ -40,7 +40,7 @@ def main() -> None:
 
 def _register() -> None:
     # Imported here so each command module can import `main` and the helpers above.
-    from stripe_migration.cli import db, demo, migrate, sandbox, webhook  # noqa: F401
+    from stripe_migration.cli import db, demo, events, migrate, sandbox, webhook  # noqa: F401
 
 
 _register()
