@@ -47,14 +47,25 @@ def sandbox_up_command(directory: str) -> None:
 
 @sandbox.command("down")
 @_dir_option
-def sandbox_down_command(directory: str) -> None:
-    """Stop the stack started for DIR."""
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also remove what the stack leaves: its settings in .env, .sandbox/ (the database's "
+    "files, the logs) and .dagster_home/.",
+)
+def sandbox_down_command(directory: str, purge: bool) -> None:
+    """Stop the stack started for DIR; --purge to start over from nothing."""
     from stripe_migration.sandbox.stack import sandbox_down
 
-    if sandbox_down(directory):
-        click.echo("sandbox stopped")
-    else:
-        click.echo("no sandbox running for this folder")
+    down = sandbox_down(directory, purge=purge)
+    click.echo("sandbox stopped" if down.stopped else "no sandbox running for this folder")
+    for path in down.removed:
+        click.echo(f"removed {path}")
+    if down.kept:
+        click.echo(
+            f"kept {', '.join(down.kept)}: `stripe-migration sandbox down --purge` removes them "
+            "(the database's data with them)"
+        )
 
 
 @sandbox.command("seed")

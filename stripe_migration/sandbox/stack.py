@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -142,14 +143,63 @@ def sandbox_up(directory: Path | str = ".", env_file: Path | str | None = None) 
     return state
 
 
-def sandbox_down(directory: Path | str = ".") -> bool:
-    """Stop the stack started for ``directory``. Return whether there was one."""
+@dataclass(frozen=True)
+class SandboxDown:
+    """What ``sandbox_down`` did: whether a stack was running, what it removed, what it kept."""
+
+    stopped: bool
+    removed: tuple[str, ...]
+    kept: tuple[str, ...]
+
+
+#: The folder ``stripe-migration``'s runner makes for the Dagster instance beside ``dagster.yaml``.
+DAGSTER_HOME_NAME = ".dagster_home"
+
+
+def sandbox_down(directory: Path | str = ".", *, purge: bool = False) -> SandboxDown:
+    """Stop the stack started for ``directory``. With ``purge``, also remove what it leaves
+    behind: its settings in ``.env`` (the file itself when nothing else is in it), the ``.sandbox``
+    folder (the database's files and the servers' logs) and ``.dagster_home``."""
     directory = Path(directory).resolve()
     state = read_state(directory)
-    if state is None:
+    if state is not None:
+        for pid in (state.gateway_pid, state.emulator_pid):
+            stop_process_group(pid)
+        stop_local_postgres(state.postgres_data_dir)
+        _state_path(directory).unlink()
+    leftovers = [
+        path
+        for path in (
+            directory / ".env",
+            directory / STATE_DIR_NAME,
+            directory / DAGSTER_HOME_NAME,
+        )
+        if path.exists()
+    ]
+    if not purge:
+        return SandboxDown(state is not None, (), tuple(str(p) for p in leftovers))
+    removed = []
+    for path in leftovers:
+        if path.is_dir():
+            shutil.rmtree(path)
+            removed.append(str(path))
+        elif _remove_sandbox_settings(path):
+            removed.append(str(path))
+        else:
+            removed.append(f"the sandbox's settings from {path} (the other lines stay)")
+    return SandboxDown(state is not None, tuple(removed), ())
+
+
+def _remove_sandbox_settings(env_path: Path) -> bool:
+    """Take the sandbox's settings out of ``env_path``; delete the file if nothing else is left.
+    Return whether the file was deleted."""
+    kept = [
+        line
+        for line in env_path.read_text().splitlines()
+        if line.split("=", 1)[0].strip() not in ENV_KEYS
+    ]
+    if any(line.strip() for line in kept):
+        env_path.write_text("\n".join(kept) + "\n")
         return False
-    for pid in (state.gateway_pid, state.emulator_pid):
-        stop_process_group(pid)
-    stop_local_postgres(state.postgres_data_dir)
-    _state_path(directory).unlink()
+    env_path.unlink()
     return True
