@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -43,6 +43,22 @@ class EmulatorApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+async def _apply_json(
+    request: Request, what: str, action: Callable[[dict[str, Any]], Any]
+) -> JSONResponse:
+    """Answer ``action(body)`` for a JSON object body, or a 400 naming what is wrong with it
+    (``what`` says what the object describes) or what ``action`` refused (a ValueError or
+    TypeError)."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+        if not isinstance(body, dict):
+            raise ValueError(f"the body must be a JSON object {what}")
+        result = action(body)
+    except (ValueError, TypeError) as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse(result)
+
+
 def _control_routes(emulator: Emulator) -> list[Route]:
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
@@ -60,27 +76,19 @@ def _control_routes(emulator: Emulator) -> list[Route]:
         return JSONResponse(emulator.config.public_dict())
 
     async def set_config(request: Request) -> JSONResponse:
-        try:
-            changes = json.loads(await request.body() or b"{}")
-            if not isinstance(changes, dict):
-                raise ValueError("the body must be a JSON object of settings")
-            config = emulator.configure(changes)
-        except (ValueError, TypeError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse(config.public_dict())
+        return await _apply_json(
+            request, "of settings", lambda changes: emulator.configure(changes).public_dict()
+        )
 
     async def list_faults(request: Request) -> JSONResponse:
         return JSONResponse(emulator.scripted_faults.snapshot())
 
     async def add_fault(request: Request) -> JSONResponse:
-        try:
-            spec = json.loads(await request.body() or b"{}")
-            if not isinstance(spec, dict):
-                raise ValueError("the body must be a JSON object describing the fault")
-            fault = emulator.scripted_faults.add(spec)
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse(dataclasses.asdict(fault))
+        return await _apply_json(
+            request,
+            "describing the fault",
+            lambda spec: dataclasses.asdict(emulator.scripted_faults.add(spec)),
+        )
 
     async def clear_faults(request: Request) -> JSONResponse:
         emulator.scripted_faults.clear()

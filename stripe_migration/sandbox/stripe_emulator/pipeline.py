@@ -48,7 +48,7 @@ from .state import RequestContext
 from .stats import Stats
 from .store import new_id
 from .validation import SpecValidator
-from .webhooks import WebhookDispatcher
+from .webhooks import WebhookDispatcher, WebhookEndpoint
 
 _EARLY = (BEFORE_EXECUTION,)
 _LATE = (AFTER_EXECUTION, AFTER_COMMIT)
@@ -161,16 +161,9 @@ class Emulator:
         return out
 
     def _on_event(self, event: dict[str, Any]) -> None:
-        config = self.config
-        if config.webhook_url:
-            self.webhooks.enqueue(
-                event,
-                config.webhook_url,
-                config.webhook_secret,
-                config.webhook_max_attempts,
-                config.webhook_retry_delay_s,
-                config.webhook_timeout_s,
-            )
+        endpoint = WebhookEndpoint.configured(self.config)
+        if endpoint is not None:
+            self.webhooks.enqueue(event, endpoint)
 
     # -- API -----------------------------------------------------------------------------------
 

@@ -15,11 +15,8 @@ from .state import (
     Params,
     RequestContext,
     StripeStateBase,
-    all_of,
-    created_predicate,
     list_limit,
     param_name,
-    previous_attributes,
 )
 from .validation import UNSET, check_metadata
 
@@ -175,9 +172,7 @@ class PriceOperations(StripeStateBase):
 
     def _transfer_lookup_key(self, owner: str, ctx: RequestContext) -> None:
         old = self.prices.get(owner)
-        new = {**old, "lookup_key": None}
-        self._put(self.prices, new)
-        self._emit("price.updated", new, ctx, {"lookup_key": old["lookup_key"]})
+        self._store_update(self.prices, old, {**old, "lookup_key": None}, ctx)
 
     def _commit_price(self, price: dict[str, Any], ctx: RequestContext) -> None:
         if price["lookup_key"] is not None:
@@ -271,20 +266,15 @@ class PriceOperations(StripeStateBase):
             extras = dict(self._price_extras.get(old["id"], {}))
             extras["currency_options"] = None if options == UNSET else options
             self._price_extras[old["id"]] = extras
-        previous = previous_attributes(old, new)
         if owner is not None:
             self._transfer_lookup_key(owner, ctx)
-        if previous:
-            if "lookup_key" in previous:
-                if self._lookup_keys.get(old["lookup_key"]) == old["id"]:
-                    del self._lookup_keys[old["lookup_key"]]
-                if new["lookup_key"] is not None:
-                    self._lookup_keys[new["lookup_key"]] = new["id"]
-            self._put(self.prices, new)
-            self._emit("price.updated", new, ctx, previous)
-        else:
-            new = old
-        return self._expand(new, "price", params.get("expand", []))
+        if new["lookup_key"] != old["lookup_key"]:
+            if self._lookup_keys.get(old["lookup_key"]) == old["id"]:
+                del self._lookup_keys[old["lookup_key"]]
+            if new["lookup_key"] is not None:
+                self._lookup_keys[new["lookup_key"]] = new["id"]
+        stored = self._store_update(self.prices, old, new, ctx)
+        return self._expand(stored, "price", params.get("expand", []))
 
     def list_prices(self, params: Params, path: dict[str, str], ctx: RequestContext) -> Obj:
         """``GET /v1/prices``: ``product``, ``active``, ``currency``, ``type``, ``lookup_keys``..."""
@@ -296,7 +286,11 @@ class PriceOperations(StripeStateBase):
             )
         wanted_keys = set(lookup_keys) if lookup_keys is not None else None
         recurring = params.get("recurring") or {}
-        predicate = all_of(
+        return self._list_page(
+            self.prices,
+            limit,
+            params,
+            "/v1/prices",
             (lambda p: p["product"] == params["product"]) if "product" in params else None,
             (lambda p: p["active"] is params["active"]) if "active" in params else None,
             (lambda p: p["currency"] == params["currency"]) if "currency" in params else None,
@@ -312,9 +306,7 @@ class PriceOperations(StripeStateBase):
                 if recurring
                 else None
             ),
-            created_predicate(params.get("created")),
         )
-        return self._list_page(self.prices, "price", predicate, limit, params, "/v1/prices")
 
     def search_prices(self, params: Params, path: dict[str, str], ctx: RequestContext) -> Obj:
         """``GET /v1/prices/search`` (sees objects only ``search_lag_s`` after each write)."""

@@ -7,17 +7,7 @@ import time
 from typing import Any
 
 from .errors import ApiError, invalid
-from .state import (
-    Obj,
-    Params,
-    RequestContext,
-    StripeStateBase,
-    all_of,
-    created_predicate,
-    list_limit,
-    param_name,
-    previous_attributes,
-)
+from .state import Obj, Params, RequestContext, StripeStateBase, list_limit, param_name
 from .validation import UNSET, check_metadata
 
 
@@ -118,13 +108,8 @@ class ProductOperations(StripeStateBase):
             else:
                 new[key] = None if value == UNSET else value
         new["updated"] = max(int(time.time()), old["updated"])
-        previous = previous_attributes(old, new)
-        if set(previous) - {"updated"}:
-            self._put(self.products, new)
-            self._emit("product.updated", new, ctx, previous)
-        else:
-            new = old
-        return self._expand(new, "product", params.get("expand", []))
+        stored = self._store_update(self.products, old, new, ctx)
+        return self._expand(stored, "product", params.get("expand", []))
 
     def list_products(self, params: Params, path: dict[str, str], ctx: RequestContext) -> Obj:
         """``GET /v1/products``: newest first; ``active``, ``ids``, ``created``, cursors."""
@@ -136,14 +121,16 @@ class ProductOperations(StripeStateBase):
                 param="ids",
             )
         id_set = set(ids) if ids is not None else None
-        predicate = all_of(
+        return self._list_page(
+            self.products,
+            limit,
+            params,
+            "/v1/products",
             (lambda p: p["active"] is params["active"]) if "active" in params else None,
             (lambda p: p["id"] in id_set) if id_set is not None else None,
             (lambda p: p["shippable"] is params["shippable"]) if "shippable" in params else None,
             (lambda p: p["url"] == params["url"]) if "url" in params else None,
-            created_predicate(params.get("created")),
         )
-        return self._list_page(self.products, "product", predicate, limit, params, "/v1/products")
 
     def search_products(self, params: Params, path: dict[str, str], ctx: RequestContext) -> Obj:
         """``GET /v1/products/search`` (sees objects only ``search_lag_s`` after each write)."""

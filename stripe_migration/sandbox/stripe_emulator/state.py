@@ -158,6 +158,17 @@ class StripeStateBase:
     def _put(self, table: Table, obj: dict[str, Any]) -> None:
         table.put(obj, self._config().search_lag_s)
 
+    def _store_update(self, table: Table, old: Obj, new: Obj, ctx: RequestContext) -> Obj:
+        """Store ``new`` in place of ``old`` and record ``<kind>.updated`` with the previous values
+        of what changed; if nothing but the ``updated`` time changed, store and record nothing.
+        Return the version now stored."""
+        previous = previous_attributes(old, new)
+        if not set(previous) - {"updated"}:
+            return old
+        self._put(table, new)
+        self._emit(f"{table.kind}.updated", new, ctx, previous)
+        return new
+
     def _expand(self, obj: dict[str, Any], kind: str, paths: list[str]) -> dict[str, Any]:
         groups: dict[str, list[str]] = {}
         for path in paths:
@@ -202,19 +213,20 @@ class StripeStateBase:
     def _list_page(
         self,
         table: Table,
-        kind: str,
-        predicate: Callable[[dict[str, Any]], bool],
         limit: int,
         params: Params,
         url: str,
+        *filters: Callable[[dict[str, Any]], bool] | None,
     ) -> Obj:
-        """One page of ``table`` matching ``predicate``, as Stripe's list object, expanded."""
+        """One page of ``table`` matching every filter (None: no filter) and the ``created``
+        parameter, as Stripe's list object, expanded."""
+        predicate = all_of(*filters, created_predicate(params.get("created")))
         data, has_more = table.page(
             predicate, limit, params.get("starting_after"), params.get("ending_before")
         )
         return {
             "object": "list",
-            "data": self._expand_list(data, kind, params.get("expand", [])),
+            "data": self._expand_list(data, table.kind, params.get("expand", [])),
             "has_more": has_more,
             "url": url,
         }

@@ -14,9 +14,12 @@ import hmac
 import json
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from .config import EmulatorConfig
 
 _WORKERS = 4
 
@@ -28,12 +31,36 @@ def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
     return f"t={t},v1={digest}"
 
 
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """Where and how one event is delivered, as the config said when the event was recorded."""
+
+    url: str
+    secret: str
+    max_attempts: int
+    retry_delay_s: float
+    timeout_s: float
+
+    @classmethod
+    def configured(cls, config: EmulatorConfig) -> WebhookEndpoint | None:
+        """The endpoint ``config`` names, or None when no ``webhook_url`` is set."""
+        if not config.webhook_url:
+            return None
+        return cls(
+            url=config.webhook_url,
+            secret=config.webhook_secret,
+            max_attempts=config.webhook_max_attempts,
+            retry_delay_s=config.webhook_retry_delay_s,
+            timeout_s=config.webhook_timeout_s,
+        )
+
+
 class WebhookDispatcher:
     """A queue of events to deliver and the tasks delivering them."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, int, float, float]] | None = None
+        self._queue: asyncio.Queue[tuple[dict[str, Any], WebhookEndpoint]] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
 
@@ -52,20 +79,12 @@ class WebhookDispatcher:
         if self._client is not None:
             await self._client.aclose()
 
-    def enqueue(
-        self,
-        event: dict[str, Any],
-        url: str,
-        secret: str,
-        max_attempts: int,
-        retry_delay_s: float,
-        timeout_s: float,
-    ) -> None:
-        """Schedule delivery of ``event`` to ``url`` (no-op before :meth:`start`)."""
+    def enqueue(self, event: dict[str, Any], endpoint: WebhookEndpoint) -> None:
+        """Schedule delivery of ``event`` to ``endpoint`` (no-op before :meth:`start`)."""
         if self._queue is None:
             return
         self.counts["queued"] += 1
-        self._queue.put_nowait((event, url, secret, max_attempts, retry_delay_s, timeout_s))
+        self._queue.put_nowait((event, endpoint))
 
     def clear(self) -> None:
         """Forget queued deliveries and counters."""
@@ -97,28 +116,24 @@ class WebhookDispatcher:
                 self.counts["in_progress"] -= 1
                 self._queue.task_done()
 
-    async def _deliver(
-        self,
-        event: dict[str, Any],
-        url: str,
-        secret: str,
-        max_attempts: int,
-        retry_delay_s: float,
-        timeout_s: float,
-    ) -> None:
+    async def _deliver(self, event: dict[str, Any], endpoint: WebhookEndpoint) -> None:
         assert self._client is not None
         payload = json.dumps(event, indent=2)
-        delay = retry_delay_s
+        delay = endpoint.retry_delay_s
+        max_attempts = endpoint.max_attempts
         for attempt in range(1, max_attempts + 1):
             self.counts["attempts"] += 1
             headers = {
                 "Content-Type": "application/json; charset=utf-8",
-                "Stripe-Signature": sign(payload, secret),
+                "Stripe-Signature": sign(payload, endpoint.secret),
                 "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
             }
             try:
                 response = await self._client.post(
-                    url, content=payload.encode(), headers=headers, timeout=timeout_s
+                    endpoint.url,
+                    content=payload.encode(),
+                    headers=headers,
+                    timeout=endpoint.timeout_s,
                 )
                 if 200 <= response.status_code < 300:
                     self.counts["delivered"] += 1
