@@ -138,6 +138,7 @@ def main() -> None:
         global_rate_per_s=None,
         endpoint_rate_per_s=None,
         search_rate_per_s=None,
+        rate_burst_s=1.0,  # the default, explicit; with every rate off no bucket applies
         max_in_flight=None,
     )
     try:

@@ -139,6 +139,28 @@ def test_global_rate_limit_gives_429(emulator) -> None:
     assert stats["by_endpoint"]["GET /v1/products"]["429"] == outcomes.count("429")
 
 
+def test_a_full_bucket_admits_the_configured_burst_then_refuses(emulator) -> None:
+    assert emulator.control.config()["rate_burst_s"] == 1.0  # the documented default
+    # Counted, not timed: at 1/s a volley of a few requests refills well under one more.
+    config = emulator.control.configure(
+        global_rate_per_s=None, endpoint_rate_per_s=1, rate_burst_s=6
+    )
+    burst = round(config["endpoint_rate_per_s"] * config["rate_burst_s"])
+    client = emulator.client()
+    outcomes = []
+    for _ in range(burst + 4):
+        try:
+            client.v1.products.list()
+            outcomes.append("ok")
+        except stripe.RateLimitError as exc:
+            assert exc.headers["Stripe-Rate-Limited-Reason"] == "endpoint-rate"
+            outcomes.append("429")
+    assert outcomes[:burst] == ["ok"] * burst
+    # Right after the burst: refused, give or take the one request the refill may have added.
+    assert outcomes[burst:].count("429") >= 3, outcomes
+    assert emulator.control.stats()["rate_limited_total"] == outcomes.count("429")
+
+
 def test_each_endpoint_has_its_own_budget(emulator) -> None:
     emulator.control.configure(
         global_rate_per_s=None, endpoint_rates_per_s={"POST /v1/products": 1}

@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .versions import API_VERSIONS, SPEC_API_VERSION
+
 DEFAULT_SECRET_KEY = "sk_test_emulator_local"
 DEFAULT_WEBHOOK_SECRET = "whsec_emulator_local"
-DEFAULT_API_VERSION = "2026-08-26.dahlia"
 _IDEMPOTENCY_MODES = ("wait", "conflict")
 #: When an injected error happens, relative to the request's execution (see :mod:`.faults`).
 FAULT_PHASES = ("before_execution", "after_execution", "after_commit")
@@ -23,6 +24,9 @@ FAULT_PHASES = ("before_execution", "after_execution", "after_commit")
 class EmulatorConfig:
     """How the emulator behaves. Defaults follow Stripe's published sandbox limits.
 
+    ``api_version``: the account's default API version, used for requests without a
+    ``Stripe-Version`` header and named by every event; one of :data:`~.versions.API_VERSIONS`.
+
     Keys: a request must carry one of ``secret_keys`` as ``Authorization: Bearer <key>``. An
     ``sk_live_...`` key may be configured so callers can test their live-mode guards; objects are
     ``livemode: false`` whichever key created them (the emulator has one data set).
@@ -30,7 +34,9 @@ class EmulatorConfig:
     Limits: ``global_rate_per_s`` for all requests (Stripe: 25/s sandbox, 100/s live),
     ``endpoint_rate_per_s`` for each operation such as ``"POST /v1/products"`` (overridable per
     operation in ``endpoint_rates_per_s``), ``search_rate_per_s`` for both search endpoints,
-    ``max_in_flight`` concurrent requests. Over a limit is a 429 ``rate_limit`` error.
+    ``max_in_flight`` concurrent requests. Over a limit is a 429 ``rate_limit`` error. Each rate is
+    a token bucket holding ``rate_burst_s`` seconds of its rate (default 1.0: at 25/s, 25 requests
+    at once from a full bucket, then 25 a second; never less than one request): see :mod:`.limits`.
 
     Faults (``fault_*_rate``, probabilities per request, limited to ``fault_operations`` if set):
     500 and 503 ``api_error``; a dropped connection (for POSTs, the fraction ``drop_after_commit``
@@ -49,7 +55,7 @@ class EmulatorConfig:
 
     secret_keys: tuple[str, ...] = (DEFAULT_SECRET_KEY,)
     account_id: str = "acct_1EmuLocalSandbox"
-    api_version: str = DEFAULT_API_VERSION
+    api_version: str = SPEC_API_VERSION
 
     # Rate limits (token buckets holding ``rate * rate_burst_s`` tokens).
     global_rate_per_s: float | None = 25.0
@@ -101,6 +107,10 @@ class EmulatorConfig:
         for op, rate in self.endpoint_rates_per_s.items():
             if rate is not None and rate <= 0:
                 raise ValueError(f"endpoint_rates_per_s[{op!r}]: must be > 0, got {rate!r}")
+        if self.api_version not in API_VERSIONS:
+            raise ValueError(
+                f"api_version: must be one of {API_VERSIONS}, got {self.api_version!r}"
+            )
         if self.rate_burst_s <= 0:
             raise ValueError(f"rate_burst_s: must be > 0, got {self.rate_burst_s!r}")
         if self.max_in_flight is not None and self.max_in_flight < 1:

@@ -1,9 +1,11 @@
 """Stripe-style rate limiting: token buckets per account, per endpoint and for search.
 
-Each bucket holds ``rate * burst_s`` tokens and refills continuously at ``rate`` per second, so a
-client that keeps to the rate is never refused while one above it is refused for the excess. A
-request takes one token from every bucket that applies (global, its endpoint, search) and is only
-admitted if all of them have one, so a refused request costs nothing.
+Each bucket holds ``rate * burst_s`` tokens (``burst_s`` is the config's ``rate_burst_s``, 1.0 s
+by default; at least one token) and refills continuously at ``rate`` per second. So a client that
+keeps to the rate is never refused, one that has been idle for ``burst_s`` may send
+``rate * burst_s`` requests at once, and one above the rate is refused for the excess. A request
+takes one token from every bucket that applies (global, its endpoint, search) and is only admitted
+if all of them have one, so a refused request costs nothing.
 """
 
 from __future__ import annotations

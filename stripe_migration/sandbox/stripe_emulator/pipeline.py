@@ -1,7 +1,8 @@
 """The emulator's request pipeline: how one request to Stripe's v1 API is answered.
 
-Each API request goes through these steps: route (404), authenticate (401), concurrency and
-rate limits (429), decode the form parameters, claim its ``Idempotency-Key`` (replay, or
+Each API request goes through these steps: route (404), authenticate (401), its
+``Stripe-Version`` (400 for a version the emulator does not know, see :mod:`.versions`),
+concurrency and rate limits (429), decode the form parameters, claim its ``Idempotency-Key`` (replay, or
 ``idempotency_error``, or wait for a running request with the same key), simulated latency (the
 key stays held meanwhile, as while Stripe processes a request), injected faults of the
 ``before_execution`` phase (nothing saved), parameter checks against the OpenAPI schema (400, never
@@ -10,7 +11,8 @@ the result) or the operation itself followed by those of the ``after_commit`` ph
 stands, the error is the result). From execution on, the result, success or error, is saved under
 the key and replayed, as Stripe documents (https://docs.stripe.com/idempotency; see
 :mod:`.idempotency` and :mod:`.faults`). A replay carries ``Idempotent-Replayed: true``,
-``Original-Request`` and the first request's ``Request-Id``. The hot path is plain ASGI (no
+``Original-Request`` and the first request's ``Request-Id``. Every answer names its API version in
+``Stripe-Version``. The hot path is plain ASGI (no
 per-request framework objects); the control endpoints use Starlette.
 """
 
@@ -48,6 +50,7 @@ from .state import RequestContext
 from .stats import Stats
 from .store import new_id
 from .validation import SpecValidator
+from .versions import request_version, response_version
 from .webhooks import WebhookDispatcher, WebhookEndpoint
 
 _EARLY = (BEFORE_EXECUTION,)
@@ -197,7 +200,9 @@ class Emulator:
                 (b"request-id", (reply.request_id or request_id).encode()),
                 (
                     b"stripe-version",
-                    (headers.get("stripe-version") or self.config.api_version).encode(),
+                    response_version(
+                        headers.get("stripe-version"), self.config.api_version
+                    ).encode(),
                 ),
                 *reply.headers,
             ]
@@ -284,6 +289,7 @@ class Emulator:
         fault = None
         try:
             self._authenticate(headers)
+            request_version(headers.get("stripe-version"), self.config.api_version)
             self._admit(operation)
             params = self._params(method, scope, headers, body)
             saved = None
