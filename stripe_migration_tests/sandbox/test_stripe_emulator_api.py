@@ -24,10 +24,13 @@ def _assert_shaped_like_spec(obj: dict, kind: str) -> None:
         assert obj["livemode"] is False
 
 
-def test_account_is_retrievable(stripe_client: stripe.StripeClient) -> None:
+def test_account_is_retrievable(stripe_client: stripe.StripeClient, emulator) -> None:
     account = stripe_client.v1.accounts.retrieve_current()
     assert account.id.startswith("acct_")
+    assert account.id == emulator.control.config()["account_id"]
     _assert_shaped_like_spec(account.to_dict(), "account")
+    emulator.control.configure(account_id="acct_1OtherLocalAcct")
+    assert stripe_client.v1.accounts.retrieve_current().id == "acct_1OtherLocalAcct"
 
 
 def test_product_with_default_price_records_events(
