@@ -24,6 +24,12 @@ from stripe_migration.cli.errors import (
     CommandFailed,
 )
 from stripe_migration.cli.partitions import parse_partitions, partition_tags
+from stripe_migration.cli.plan_export import (
+    change_rows,
+    check_output_path,
+    load_plan,
+    write_changes,
+)
 from stripe_migration.cli.report import combine_reports, plan_text, report_line, rollback_summary
 from stripe_migration.cli.runner import (
     RunOutcome,
@@ -122,6 +128,13 @@ def check_command(log_level: str, as_json: bool) -> None:
     metavar="P",
     help="Only these hash buckets of the catalogue: 07, 03..07 or all; repeatable. [default: all]",
 )
+@click.option(
+    "--output",
+    default=None,
+    metavar="FILE",
+    help="Write every change of the plan to FILE (.csv or .json); the terminal and the UI list "
+    "the first ones.",
+)
 @_common
 def migrate_command(
     dry_run: bool,
@@ -129,6 +142,7 @@ def migrate_command(
     batch_size: int | None,
     workers: int | None,
     partitions: tuple[str, ...],
+    output: str | None,
     log_level: str,
     as_json: bool,
 ) -> None:
@@ -141,6 +155,7 @@ def migrate_command(
 
     set_log_level(log_level.upper())
     ranges = parse_partitions(partitions, CATALOG_PARTITION_COUNT)
+    output_path = check_output_path(output)
     require_settings()
     load_definitions()  # a bad setting fails here, naming itself
     job_name = "plan_catalog" if dry_run else "migrate_catalog"
@@ -165,6 +180,11 @@ def migrate_command(
             outcomes.append(outcome)
             if not outcome.success:
                 break
+        if output_path is not None and outcomes[-1].success:
+            plans = [load_plan(instance.storage_directory(), s, e) for s, e in ranges]
+            changes = change_rows(plans)
+            write_changes(output_path, changes)
+            console.print(f"{len(changes)} changes written to {output_path}")
 
     last = outcomes[-1]
     summary: dict[str, Any] = {
@@ -187,7 +207,8 @@ def migrate_command(
         }
         summary["plan"] = {k.removeprefix("plan_"): v for k, v in plan.items()}
         if last.success and not as_json:
-            click.echo(plan_text({**plan, "changes": plans[0].get("changes", "")}))
+            changes = "\n".join(str(p.get("changes") or "") for p in plans)
+            click.echo(plan_text({**plan, "changes": changes}, exported=output_path is not None))
     else:
         reports = [
             o.metadata["migration_report"] for o in outcomes if "migration_report" in o.metadata

@@ -70,24 +70,34 @@ def report_line(report: Mapping[str, Any]) -> str:
     )
 
 
-#: Changes of a dry run printed on the terminal (the UI shows up to 200).
+#: Changes of a dry run printed on the terminal (the UI lists up to 200 per run).
 DRY_RUN_LISTED_CHANGES = 20
 
 
-def plan_text(plan: Mapping[str, Any]) -> str:
-    """The dry run's counts per action, planned writes and first changes, for people."""
+def plan_text(plan: Mapping[str, Any], *, exported: bool = False) -> str:
+    """The dry run's counts per action, planned writes and first changes, for people.
+
+    ``plan["changes"]`` is the Markdown table of the (first) run's changes; the number of
+    changes comes from the counts, so it is exact whatever the table holds. ``exported``: every
+    change was written to a file already (``--output``)."""
     counts = ", ".join(
         f"{name.removeprefix('plan_').replace('_', ' ')} {value}"
         for name, value in plan.items()
         if name.startswith("plan_")
     )
+    total = sum(
+        value or 0
+        for name, value in plan.items()
+        if name.startswith("plan_") and name != "plan_unchanged"
+    )
     lines = [f"plan: {counts}", f"Stripe writes planned: {plan.get('planned_writes', 0)}"]
-    changes = str(plan.get("changes") or "").splitlines()
-    if len(changes) > 2:
-        shown = changes[: 2 + DRY_RUN_LISTED_CHANGES]
-        lines += ["", *shown]
-        if len(changes) > len(shown):
-            lines.append(f"... {len(changes) - len(shown)} more changes in the Dagster UI")
+    table = str(plan.get("changes") or "").splitlines()
+    rows = table[2 : 2 + min(DRY_RUN_LISTED_CHANGES, total)] if len(table) > 2 else []
+    if rows:
+        lines += ["", *table[:2], *rows]
+    if total > len(rows):
+        more = f"... {total - len(rows)} more changes"
+        lines.append(more if exported else f"{more}: `--output FILE` writes every change")
     return "\n".join(lines)
 
 

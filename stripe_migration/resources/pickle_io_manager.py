@@ -18,13 +18,23 @@ import dagster as dg
 from pydantic import Field
 
 
+def range_name(start: str | None, end: str | None) -> str:
+    """The file name (without ``.pkl``) of an output covering partitions ``start``..``end``."""
+    if start is None or end is None:
+        return "unpartitioned"
+    return start if start == end else f"{start}..{end}"
+
+
+def stored_output_path(base_dir: str | Path, asset_key: dg.AssetKey, name: str) -> Path:
+    """Where the output of ``asset_key`` for the partition range ``name`` is stored."""
+    return Path(base_dir, *asset_key.path, f"{name}.pkl")
+
+
 def _range_name(context: dg.OutputContext | dg.InputContext) -> str:
     if not context.has_asset_partitions:
-        return "unpartitioned"
+        return range_name(None, None)
     key_range = context.asset_partition_key_range
-    if key_range.start == key_range.end:
-        return key_range.start
-    return f"{key_range.start}..{key_range.end}"
+    return range_name(key_range.start, key_range.end)
 
 
 class PartitionRangePickleIOManager(dg.ConfigurableIOManager):
@@ -37,7 +47,7 @@ class PartitionRangePickleIOManager(dg.ConfigurableIOManager):
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
         base = self.base_dir or context.step_context.instance.storage_directory()
-        return Path(base, *context.asset_key.path, f"{_range_name(context)}.pkl")
+        return stored_output_path(base, context.asset_key, _range_name(context))
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         """Write ``obj`` to its file (via a temporary file and a rename, so a kill leaves no half file)."""

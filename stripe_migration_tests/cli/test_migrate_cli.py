@@ -6,8 +6,10 @@ The commands run the project's jobs on a Dagster instance stored in the embedded
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,6 +236,39 @@ def test_dry_run_then_migrate_then_rollback(cli_env, emulator) -> None:
     products = emulator.control.objects("product")
     assert len(products) == valid and not any(p["active"] for p in products)
     assert all(r["stripe_product_id"] is None for r in _rows(database_url))
+
+
+def test_dry_run_output_holds_every_change_of_every_partition_range(cli_env, tmp_path) -> None:
+    valid, bad = _seed(cli_env["DATABASE_URL"], 60)
+    target = tmp_path / "plan.csv"
+    result = _invoke(
+        [
+            "migrate",
+            "--dry-run",
+            "--partition",
+            "00..06",
+            "--partition",
+            "09..15",
+            "--output",
+            str(target),
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    with target.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    counts = [int(n) for n in re.findall(r"(?:create|invalid) (\d+)", result.stdout.split("\n")[0])]
+    assert len(rows) == sum(counts) > 20  # partitions 07 and 08 left out
+    assert len(rows) < valid + bad
+    assert {r["action"] for r in rows} == {"create", "invalid"}
+    assert len({r["cms_id"] for r in rows}) == len(rows)
+    assert f"{len(rows)} changes written to {target}" in result.stderr
+    assert f"... {len(rows) - 20} more changes" in result.stdout
+
+    as_json = tmp_path / "plan.json"
+    assert _invoke(["migrate", "--dry-run", "--output", str(as_json)]).exit_code == 0
+    assert len(json.loads(as_json.read_text())) == valid + bad
+    refused = _invoke(["migrate", "--dry-run", "--output", str(tmp_path / "plan.txt")])
+    assert refused.exit_code == 2 and "name a .csv or a .json file" in refused.stderr
 
 
 def test_migrate_some_partitions_only(cli_env) -> None:
