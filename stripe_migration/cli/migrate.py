@@ -24,12 +24,6 @@ from stripe_migration.cli.errors import (
     CommandFailed,
 )
 from stripe_migration.cli.partitions import parse_partitions, partition_tags
-from stripe_migration.cli.plan_export import (
-    change_rows,
-    check_output_path,
-    load_plan,
-    write_changes,
-)
 from stripe_migration.cli.report import combine_reports, plan_text, report_line, rollback_summary
 from stripe_migration.cli.runner import (
     RunOutcome,
@@ -38,6 +32,13 @@ from stripe_migration.cli.runner import (
     load_definitions,
     require_settings,
     run_job,
+)
+from stripe_migration.cli.stored_outputs import (
+    change_rows,
+    check_output_path,
+    load_plan,
+    stored_report,
+    write_changes,
 )
 
 
@@ -180,11 +181,20 @@ def migrate_command(
             outcomes.append(outcome)
             if not outcome.success:
                 break
+        storage = instance.storage_directory()
         if output_path is not None and outcomes[-1].success:
-            plans = [load_plan(instance.storage_directory(), s, e) for s, e in ranges]
+            plans = [load_plan(storage, s, e) for s, e in ranges]
             changes = change_rows(plans)
             write_changes(output_path, changes)
             console.print(f"{len(changes)} changes written to {output_path}")
+        for outcome, (start, end) in zip(outcomes, ranges, strict=False):
+            # A failed blocking check of stripe_products skips the report step: the run
+            # applied its plan all the same, and its report is what the user needs most then.
+            skipped = "migration_report" not in outcome.metadata
+            if not dry_run and skipped and "stripe_products" in outcome.metadata:
+                found = stored_report(storage, start, end)
+                if found is not None:
+                    outcome.metadata["migration_report"] = found
 
     last = outcomes[-1]
     summary: dict[str, Any] = {

@@ -305,7 +305,16 @@ def test_blocking_check_failure_exits_1_and_force_resync_repairs(cli_env, emulat
     assert product["metadata"]["cms_id"] in line
     assert "--force-resync" in line
     summary = json.loads(result.stdout)
-    assert summary["success"] is False and summary["report"] is None
+    # The check skipped the report step; the command renders the report from what the run stored.
+    assert summary["success"] is False
+    assert summary["report"]["created"] == summary["report"]["failed"] == 0
+    assert summary["failed_checks"][0].startswith("stripe_matches_cms on stripe_products")
+
+    plain = _invoke(["migrate", "--partition", bucket])
+    assert plain.exit_code == 1
+    assert "# Catalogue migration report" in plain.stdout
+    assert "created 0, updated 0, repriced 0, archived 0" in plain.stdout
+    assert "check stripe_matches_cms on stripe_products: FAILED" in plain.stderr
 
     result = _invoke(["migrate", "--force-resync", "--json", "--partition", bucket])
     assert result.exit_code == 0, result.output
