@@ -3,19 +3,16 @@
 import dagster as dg
 
 from stripe_migration.catalog.ops import check_connections, rollback_migrations
-from stripe_migration.catalog.partitions import catalog_partitions
 
 migrate_catalog = dg.define_asset_job(
     "migrate_catalog",
     selection=dg.AssetSelection.groups("catalog"),
-    partitions_def=catalog_partitions,
     description="Read, back up, validate, plan and apply the catalogue to Stripe, verify, report.",
 )
 
 plan_catalog = dg.define_asset_job(
     "plan_catalog",
     selection=dg.AssetSelection.assets("supabase_products", "validated_products", "catalog_plan"),
-    partitions_def=catalog_partitions,
     description="The dry run: the plan alone, with no write call to Stripe and none to Supabase.",
 )
 
