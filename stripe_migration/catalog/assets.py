@@ -15,13 +15,13 @@ from pydantic import Field
 
 from stripe_migration.catalog import apply as applying
 from stripe_migration.catalog.actions import Action, PlannedAction
+from stripe_migration.catalog.columns import BOOKKEEPING_COLUMNS, PRODUCT_COLUMNS
 from stripe_migration.catalog.partitions import (
     catalog_backfill_policy,
     catalog_partitions,
     partition_buckets,
 )
 from stripe_migration.catalog.plan import (
-    BOOKKEEPING_COLUMNS,
     build_plan,
     interrupted,
     needs_stripe_state,
@@ -53,34 +53,6 @@ from stripe_migration.settings import (
 
 GROUP = "catalog"
 IO_MANAGER_KEY = "catalog_io_manager"
-
-#: The CMS columns a run reads: the product itself, its sync state, and what a backup restores.
-PRODUCT_COLUMNS = (
-    "id",
-    "name",
-    "description",
-    "price",
-    "currency",
-    "images",
-    "active",
-    "metadata",
-    "created_at",
-    "updated_at",
-    "stripe_product_id",
-    "stripe_price_id",
-    "sync_status",
-    "sync_error",
-    "synced_at",
-    "sync_content_hash",
-    "synced_unit_amount",
-    "synced_currency",
-    "synced_version",
-    "stripe_drift",
-    "sync_run_id",
-    "synced_run_id",
-    "synced_metadata_keys",
-    "price_key_generation",
-)
 
 _partitioned = {
     "partitions_def": catalog_partitions,

@@ -59,6 +59,7 @@ from stripe_migration.catalog.actions import (
     opt_int,
     opt_str,
 )
+from stripe_migration.catalog.columns import BOOKKEEPING_COLUMNS
 from stripe_migration.catalog.hashing import product_content
 from stripe_migration.catalog.prices import CURRENCIES, format_minor_units
 
@@ -355,23 +356,6 @@ def build_plan(
         plan.append(PlannedAction(cms_id, Action.INVALID, (str(row.get("reason") or "invalid"),)))
     plan.extend(plan_deletion(deletion) for deletion in deleted)
     return plan
-
-
-#: The ``products`` columns the sync writes (and an interrupted run's mark): what another run may
-#: have changed while this one waited for the ``stripe_api`` pool.
-BOOKKEEPING_COLUMNS: tuple[str, ...] = (
-    "stripe_product_id",
-    "stripe_price_id",
-    "sync_status",
-    "sync_content_hash",
-    "synced_unit_amount",
-    "synced_currency",
-    "synced_version",
-    "stripe_drift",
-    "sync_run_id",
-    "synced_metadata_keys",
-    "price_key_generation",
-)
 
 
 def bookkeeping(row: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -36,11 +36,12 @@ the errors are returned; rolling back again retries them (every write has an ide
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from stripe_migration.catalog.columns import SYNC_COLUMNS
 from stripe_migration.catalog.hashing import content_hash, product_content
 from stripe_migration.catalog.schema import validate_products
 from stripe_migration.catalog.stripe_payloads import (
@@ -49,19 +50,13 @@ from stripe_migration.catalog.stripe_payloads import (
     product_update_params,
 )
 
-#: The sync columns ``restore_sync_state`` takes back from a backup (besides ``id``).
-SYNC_COLUMNS = (
-    "stripe_product_id",
-    "stripe_price_id",
-    "sync_status",
-    "sync_error",
-    "synced_at",
-    "sync_content_hash",
-    "synced_unit_amount",
-    "synced_currency",
-    "synced_version",
-    "synced_run_id",
-    "synced_metadata_keys",
+#: The sync columns ``restore_sync_state`` takes back from a backup (besides ``id``): all but the
+#: webhooks' ``stripe_drift``, an interrupted run's mark ``sync_run_id`` (which it clears) and
+#: ``price_key_generation`` (which only moves on).
+RESTORED_COLUMNS: tuple[str, ...] = tuple(
+    column
+    for column in SYNC_COLUMNS
+    if column not in ("stripe_drift", "sync_run_id", "price_key_generation")
 )
 #: What a rollback reads of a row now.
 CURRENT_COLUMNS = (
@@ -220,7 +215,7 @@ def plan_row_undo(
             undo.kept = f"{cms_id}: synced again by run {writer}"
         return undo
 
-    undo.restore = {"id": cms_id, **{column: backup.get(column) for column in SYNC_COLUMNS}}
+    undo.restore = {"id": cms_id, **{column: backup.get(column) for column in RESTORED_COLUMNS}}
     if created:
         undo.archive = now_product
         return undo
@@ -302,30 +297,21 @@ def undo_in_stripe(api: RollbackStripe, run_id: str, undo: RowUndo, attempt: str
         if undo.price:
             product_id, old, new = undo.price
             fingerprint = (*runs, product_id, old, new)
+
+            def write(
+                call: Callable[..., Any], object_id: str, params: Mapping[str, Any], purpose: str
+            ) -> None:
+                key = idempotency_key(purpose, cms_id, *fingerprint)
+                call(object_id, params, idempotency_key=key)
+
             step = f"reactivating price {old}"
-            api.update_price(
-                old,
-                {"active": True},
-                idempotency_key=idempotency_key("rollback.price.activate", cms_id, *fingerprint),
-            )
+            write(api.update_price, old, {"active": True}, "rollback.price.activate")
             step = f"making {old} the default price of {product_id}"
-            api.update_product(
-                product_id,
-                {"default_price": old},
-                idempotency_key=idempotency_key("rollback.default_price", cms_id, *fingerprint),
-            )
+            write(api.update_product, product_id, {"default_price": old}, "rollback.default_price")
             step = f"giving {old} the lookup key"
-            api.update_price(
-                old,
-                lookup_key_params(cms_id),
-                idempotency_key=idempotency_key("rollback.price.lookup_key", cms_id, *fingerprint),
-            )
+            write(api.update_price, old, lookup_key_params(cms_id), "rollback.price.lookup_key")
             step = f"deactivating the run's price {new}"
-            api.update_price(
-                new,
-                {"active": False},
-                idempotency_key=idempotency_key("rollback.price.deactivate", cms_id, *fingerprint),
-            )
+            write(api.update_price, new, {"active": False}, "rollback.price.deactivate")
             done.append("price")
     except Exception as exc:
         raise RuntimeError(f"{cms_id}: {step} failed: {type(exc).__name__}: {exc}") from exc

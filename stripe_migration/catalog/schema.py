@@ -53,6 +53,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from stripe_migration.catalog.columns import PASSTHROUGH_COLUMNS, SYNC_STATE_COLUMNS
 from stripe_migration.catalog.fields import (
     DEFAULT_MAX_UNIT_AMOUNT_CENTS,
     DEFAULT_MIN_UNIT_AMOUNT_CENTS,
@@ -77,28 +78,6 @@ from stripe_migration.catalog.fields import (
 )
 from stripe_migration.catalog.hashing import content_hash
 from stripe_migration.catalog.prices import SUPPORTED_CURRENCIES
-
-#: Sync-state columns of ``products`` carried through validation unchanged, for the plan.
-SYNC_STATE_COLUMNS: tuple[str, ...] = (
-    "stripe_product_id",
-    "stripe_price_id",
-    "sync_status",
-    "sync_content_hash",
-    "synced_unit_amount",
-    "synced_currency",
-)
-
-#: CMS columns carried through unchanged for the write-back and the plan: the CMS version the sync
-#: reflects (``updated_at`` → ``synced_version``), the drift recorded by the webhook handlers, and
-#: the mark of a run killed while applying the row.
-PASSTHROUGH_COLUMNS: tuple[str, ...] = (
-    "updated_at",
-    "synced_version",
-    "stripe_drift",
-    "sync_run_id",
-    "synced_metadata_keys",
-    "price_key_generation",
-)
 
 #: Columns of the valid frame, in order.
 VALID_COLUMNS: tuple[str, ...] = (

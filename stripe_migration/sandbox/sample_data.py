@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from stripe_migration.catalog.columns import CONTENT_COLUMNS
 from stripe_migration.db.urls import libpq_url
 
 #: The defects seeded into bad rows, each refused by validation with a reason naming the field.
@@ -33,18 +34,6 @@ DEFECT_KINDS: tuple[str, ...] = (
     "name_too_long",
     "description_too_long",
     "metadata_nested",
-)
-
-#: The columns :func:`insert_products` writes.
-INSERT_COLUMNS: tuple[str, ...] = (
-    "id",
-    "name",
-    "description",
-    "price",
-    "currency",
-    "images",
-    "active",
-    "metadata",
 )
 
 _ADJECTIVES = (
@@ -210,6 +199,7 @@ def generate_products(n: int, seed: int = 0, bad_fraction: float = 0.04) -> list
 
 
 def _copy_row(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The row's values of ``CONTENT_COLUMNS``, in that order, as COPY takes them."""
     return (
         row["id"],
         row.get("name"),
@@ -227,7 +217,7 @@ def insert_products(database_url: str, rows: Iterable[Mapping[str, Any]]) -> int
 
     Safe to run twice (the second run inserts nothing). Returns the number of rows inserted.
     """
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in INSERT_COLUMNS)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in CONTENT_COLUMNS)
     with psycopg.connect(libpq_url(database_url)) as conn, conn.cursor() as cur:
         cur.execute(
             "CREATE TEMP TABLE seed_products (LIKE products INCLUDING DEFAULTS) ON COMMIT DROP"

@@ -373,7 +373,7 @@ def test_a_product_the_run_created_is_archived_and_only_sync_columns_restored() 
     current = {"stripe_product_id": "prod_1", "stripe_price_id": "price_1", "synced_run_id": RUN}
     undo = rb.plan_row_undo(RUN, backup, current, None, _validated(backup))
     assert undo.archive == "prod_1" and undo.price is None and undo.content is None
-    assert set(undo.restore) == {"id", *rb.SYNC_COLUMNS}
+    assert set(undo.restore) == {"id", *rb.RESTORED_COLUMNS}
     assert not set(undo.restore) & set(EDITOR_COLUMNS)
     assert undo.restore["stripe_product_id"] is None
 
