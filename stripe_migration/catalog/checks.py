@@ -103,6 +103,21 @@ def _table(rows: list[dict[str, str]]) -> dg.MetadataValue:
     )
 
 
+def _problems_result(
+    check_name: str,
+    problems: list[dict[str, str]],
+    counts: dict[str, int],
+    **more: Any,
+) -> dg.AssetCheckResult:
+    """The result of a check that passes when it found no ``problems``: ``counts``, then the
+    problems as a table under ``rows``, then ``more`` metadata."""
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=not problems,
+        metadata={**counts, "rows": _table(problems), **more},
+    )
+
+
 @dg.multi_asset_check(
     specs=[
         _spec(
@@ -178,25 +193,17 @@ def catalog_verification(
                 mismatches.append(
                     {"cms_id": str(product["id"]), "problem": "; ".join(planned.reasons)}
                 )
-    yield dg.AssetCheckResult(
-        check_name="every_valid_product_has_stripe_ids",
-        passed=not missing,
-        metadata={
-            "rows_checked": rows_checked,
-            "rows_missing_ids": len(missing),
-            "rows": _table(missing),
-        },
+    yield _problems_result(
+        "every_valid_product_has_stripe_ids",
+        missing,
+        {"rows_checked": rows_checked, "rows_missing_ids": len(missing)},
     )
-    yield dg.AssetCheckResult(
-        check_name="stripe_matches_cms",
-        passed=not mismatches,
-        metadata={
-            "products_compared": compared,
-            "mismatches": len(mismatches),
-            "rows": _table(mismatches),
-            "edited_during_run": len(edited),
-            "edited_rows": _table(edited),
-        },
+    yield _problems_result(
+        "stripe_matches_cms",
+        mismatches,
+        {"products_compared": compared, "mismatches": len(mismatches)},
+        edited_during_run=len(edited),
+        edited_rows=_table(edited),
     )
 
     listed = (plain(product) for product in api.list_products(limit=100))
@@ -210,12 +217,11 @@ def catalog_verification(
         for cms_id, n in owners.items()
         if n > 1
     ]
-    yield dg.AssetCheckResult(
-        check_name="one_stripe_product_per_cms_id",
-        passed=not duplicates,
-        metadata={
+    yield _problems_result(
+        "one_stripe_product_per_cms_id",
+        duplicates,
+        {
             "stripe_products_with_cms_ids": sum(owners.values()),
             "duplicated_cms_ids": len(duplicates),
-            "rows": _table(duplicates),
         },
     )

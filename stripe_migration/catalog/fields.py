@@ -106,40 +106,33 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def check_text(field: str, value: object, max_chars: int, reasons: list[str]) -> str | None:
+    """``value`` stripped, or None after a reason naming ``field``: not text, a character Stripe
+    refuses, or longer than ``max_chars``."""
+    if not isinstance(value, str):
+        reasons.append(f"{field}: must be text, got {type_name(value)}")
+        return None
+    text = value.strip()
+    if problem := text_problem(text):
+        reasons.append(f"{field}: {problem}")
+        return None
+    if len(text) > max_chars:
+        reasons.append(f"{field}: is {len(text)} characters, at most {max_chars} allowed")
+        return None
+    return text
+
+
 def check_name(value: object, reasons: list[str]) -> str | None:
     if is_missing(value) or (isinstance(value, str) and not value.strip()):
         reasons.append("name: is missing")
         return None
-    if not isinstance(value, str):
-        reasons.append(f"name: must be text, got {type_name(value)}")
-        return None
-    name = value.strip()
-    if problem := text_problem(name):
-        reasons.append(f"name: {problem}")
-        return None
-    if len(name) > MAX_NAME_CHARS:
-        reasons.append(f"name: is {len(name)} characters, at most {MAX_NAME_CHARS} allowed")
-        return None
-    return name
+    return check_text("name", value, MAX_NAME_CHARS, reasons)
 
 
 def check_description(value: object, reasons: list[str]) -> str | None:
     if is_missing(value):
         return None
-    if not isinstance(value, str):
-        reasons.append(f"description: must be text, got {type_name(value)}")
-        return None
-    description = value.strip()
-    if problem := text_problem(description):
-        reasons.append(f"description: {problem}")
-        return None
-    if len(description) > MAX_DESCRIPTION_CHARS:
-        reasons.append(
-            f"description: is {len(description)} characters, "
-            f"at most {MAX_DESCRIPTION_CHARS} allowed"
-        )
-        return None
-    return description or None
+    return check_text("description", value, MAX_DESCRIPTION_CHARS, reasons) or None
 
 
 def check_currency(value: object, rules: ValidationRules, reasons: list[str]) -> str | None:

@@ -209,15 +209,21 @@ def _with_known_metadata(api: StripeWriter, item: PlannedAction) -> PlannedActio
     return replace(item, unset_metadata_keys=unset, metadata_keys_unknown=False)
 
 
-def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
-    item = _with_known_metadata(api, item)
+def _send_content(api: StripeWriter, item: PlannedAction, key: str) -> Mapping[str, Any]:
+    """Send ``item``'s full content (and the metadata keys to unset) to its Stripe product under
+    ``key``, resent under a new key after a replayed failure; the product Stripe returns."""
     params = payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
-    key = payloads.product_update_key(str(item.cms_id), run_id, item.content_hash)
-    updated = plain(
+    return plain(
         _resend_on_replayed_failure(
             lambda k: api.update_product(item.stripe_product_id, params, idempotency_key=k), key
         )
     )
+
+
+def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    item = _with_known_metadata(api, item)
+    key = payloads.product_update_key(str(item.cms_id), run_id, item.content_hash)
+    updated = _send_content(api, item, key)
     return _synced(item, updated["id"], item.stripe_price_id or _default_price_id(updated))
 
 
@@ -325,13 +331,8 @@ def _archive(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     # The full content (with active=false), not the flag alone: the checkpoint records the
     # content hash, so an edit made together with the deactivation must reach Stripe too.
     item = _with_known_metadata(api, item)
-    params = payloads.product_update_params(item.product or {}, item.unset_metadata_keys)
     key = payloads.product_archive_key(str(item.cms_id), run_id, item.content_hash)
-    archived = plain(
-        _resend_on_replayed_failure(
-            lambda k: api.update_product(item.stripe_product_id, params, idempotency_key=k), key
-        )
-    )
+    archived = _send_content(api, item, key)
     return _synced(item, archived["id"], item.stripe_price_id)
 
 
