@@ -30,36 +30,29 @@ def _kwargs(inst_data: ConfigurableClassData | None, config_value: Mapping[str, 
     }
 
 
-class PostgresRunStorage(dagster_postgres.PostgresRunStorage):
+class _NormalisedUrl:
+    """Builds a dagster-postgres storage from its config with the URL normalised for psycopg2
+    (listed first among the bases, so this ``from_config_value`` is the one used)."""
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(**_kwargs(inst_data, config_value))
+
+
+class PostgresRunStorage(_NormalisedUrl, dagster_postgres.PostgresRunStorage):
     """Dagster's PostgreSQL run storage with the URL normalised for psycopg2."""
 
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
-        return cls(**_kwargs(inst_data, config_value))
 
-
-class PostgresEventLogStorage(dagster_postgres.PostgresEventLogStorage):
+class PostgresEventLogStorage(_NormalisedUrl, dagster_postgres.PostgresEventLogStorage):
     """Dagster's PostgreSQL event-log storage with the URL normalised for psycopg2."""
 
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
-        return cls(**_kwargs(inst_data, config_value))
 
-
-class PostgresScheduleStorage(dagster_postgres.PostgresScheduleStorage):
+class PostgresScheduleStorage(_NormalisedUrl, dagster_postgres.PostgresScheduleStorage):
     """Dagster's PostgreSQL schedule storage with the URL normalised for psycopg2."""
 
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
-        return cls(**_kwargs(inst_data, config_value))
 
-
-class PostgresStorage(dagster_postgres.DagsterPostgresStorage):
+class PostgresStorage(_NormalisedUrl, dagster_postgres.DagsterPostgresStorage):
     """Run, event-log and schedule storage in one PostgreSQL database, from any PostgreSQL URL."""
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):  # type: ignore[override]
-        return cls(**_kwargs(inst_data, config_value))
 
     def _data(self, class_name: str) -> ConfigurableClassData | None:
         if not self.inst_data:

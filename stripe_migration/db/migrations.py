@@ -132,6 +132,26 @@ def _refuse_changed(migrations: list[Migration], applied: dict[str, tuple[str, d
             )
 
 
+def _refuse_unknown(to: str, target: tuple[int, ...], migrations: list[Migration]) -> None:
+    """Raise :class:`MigrationError` unless ``target``, the key of version ``to``, is known."""
+    if all(m.key != target for m in migrations):
+        raise MigrationError(
+            f"unknown schema version {to}; known: {[m.version for m in migrations]}"
+        )
+
+
+def _applied_unchanged(
+    conn: psycopg.Connection, migrations: list[Migration]
+) -> dict[str, tuple[str, datetime]]:
+    """The applied versions, read under the migration lock, once no applied migration's file has
+    changed since (else :class:`MigrationError`)."""
+    with conn.transaction():
+        _lock(conn)
+        applied = _applied(conn)
+        _refuse_changed(migrations, applied)
+    return applied
+
+
 def current_version(database_url: str) -> str | None:
     """The newest applied version of the database, or None for an empty one."""
     with psycopg.connect(libpq_url(database_url)) as conn:
@@ -143,16 +163,11 @@ def upgrade(database_url: str, to: str | None = None, directory: Path | None = N
     """Apply every pending migration up to ``to`` (default: the latest). Return the versions applied."""
     migrations = discover(directory)
     target = version_key(to) if to else migrations[-1].key
-    if to and all(m.key != target for m in migrations):
-        raise MigrationError(
-            f"unknown schema version {to}; known: {[m.version for m in migrations]}"
-        )
+    if to:
+        _refuse_unknown(to, target, migrations)
     done: list[str] = []
     with psycopg.connect(libpq_url(database_url)) as conn:
-        with conn.transaction():
-            _lock(conn)
-            applied = _applied(conn)
-            _refuse_changed(migrations, applied)
+        applied = _applied_unchanged(conn, migrations)
         for migration in migrations:
             if migration.key > target or migration.version in applied:
                 continue
@@ -176,16 +191,11 @@ def downgrade(database_url: str, to: str, directory: Path | None = None) -> list
     """
     migrations = discover(directory)
     target = (0,) if to in ("0", "0.0.0", "base") else version_key(to)
-    if target != (0,) and all(m.key != target for m in migrations):
-        raise MigrationError(
-            f"unknown schema version {to}; known: {[m.version for m in migrations]}"
-        )
+    if target != (0,):
+        _refuse_unknown(to, target, migrations)
     done: list[str] = []
     with psycopg.connect(libpq_url(database_url)) as conn:
-        with conn.transaction():
-            _lock(conn)
-            applied = _applied(conn)
-            _refuse_changed(migrations, applied)
+        applied = _applied_unchanged(conn, migrations)
         for migration in reversed(migrations):
             if migration.key <= target or migration.version not in applied:
                 continue
