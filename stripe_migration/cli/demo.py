@@ -40,6 +40,7 @@ from stripe_migration.cli.runner import (
     packaged_instance_config,
     run_job,
 )
+from stripe_migration.processes import process_exists
 
 #: Where the UI listens unless --port says otherwise (Dagster's usual port, when it is free).
 DEFAULT_UI_PORT = 3000
@@ -168,16 +169,6 @@ def wait_for_ui(process: subprocess.Popen[bytes], url: str, log_path: Path) -> N
     )
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stop_ui(process: subprocess.Popen[bytes]) -> None:
     """Ask ``dagster dev`` to stop (SIGINT, as Ctrl+C would), wait, then end its whole process
     group (webserver, daemon, code servers) if anything is left."""
@@ -188,12 +179,12 @@ def stop_ui(process: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=UI_STOP_TIMEOUT_S)
     for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        if not _group_alive(pgid):
+        if not process_exists(pgid, group=True):
             break
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and _group_alive(pgid):
+        while time.monotonic() < deadline and process_exists(pgid, group=True):
             with contextlib.suppress(ChildProcessError):
                 process.poll()
             time.sleep(0.1)

@@ -23,6 +23,8 @@ from typing import Any
 
 import dagster as dg
 
+from stripe_migration.processes import process_exists
+
 RUNNER_PID_TAG = "stripe_migration/runner_pid"
 RUNNER_HOST_TAG = "stripe_migration/runner_host"
 
@@ -30,16 +32,6 @@ RUNNER_HOST_TAG = "stripe_migration/runner_host"
 def runner_tags() -> dict[str, str]:
     """Tags identifying this process as the one executing a run."""
     return {RUNNER_PID_TAG: str(os.getpid()), RUNNER_HOST_TAG: socket.gethostname()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -55,7 +47,7 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     for record in records:
         run = record.dagster_run
         pid = run.tags.get(RUNNER_PID_TAG, "")
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_exists(int(pid)):
             continue
         instance.report_run_failed(
             run, message=f"the process running it (pid {pid}) is gone: it was killed or crashed"

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import httpx
 
 from stripe_migration.db.urls import redact
+from stripe_migration.processes import process_exists
 
 
 class ServerStartError(RuntimeError):
@@ -38,13 +39,7 @@ def pid_alive(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_exists(pid)
 
 
 def stop_process_group(pid: int, timeout_s: float = 10.0) -> None:
