@@ -188,12 +188,24 @@ def _write_section(
     )
 
 
-def _section(event: Mapping[str, Any], stripe_id: str) -> dict[str, Any]:
+def _section(
+    event: Mapping[str, Any],
+    stripe_id: str,
+    *,
+    deleted: bool,
+    stripe_active: bool,
+    differences: dict[str, Any],
+) -> dict[str, Any]:
+    """The drift section one event gives its Stripe object (see the module doc)."""
     return {
         "event_id": event.get("id"),
         "event_type": event.get("type"),
         "event_created": _created(event),
         "stripe_id": stripe_id,
+        "archived": not stripe_active,
+        "deleted": deleted,
+        "differences": differences,
+        "in_sync": not differences and not deleted,
     }
 
 
@@ -230,12 +242,9 @@ def reconcile_product(conn: psycopg.Connection, event: Mapping[str, Any]) -> Han
                 differences[field] = {"stripe": product.get(field), "cms": row[field]}
         if stripe_active != row["active"]:
             differences["active"] = {"stripe": stripe_active, "cms": row["active"]}
-    section = _section(event, product_id) | {
-        "archived": not stripe_active,
-        "deleted": deleted,
-        "differences": differences,
-        "in_sync": not differences and not deleted,
-    }
+    section = _section(
+        event, product_id, deleted=deleted, stripe_active=stripe_active, differences=differences
+    )
     return _write_section(conn, row, "product", section)
 
 
@@ -279,12 +288,9 @@ def reconcile_price(conn: psycopg.Connection, event: Mapping[str, Any]) -> Handl
             }
         if not stripe_active:
             differences["active"] = {"stripe": False, "cms": True}
-    section = _section(event, price_id) | {
-        "archived": not stripe_active,
-        "deleted": deleted,
-        "differences": differences,
-        "in_sync": not differences and not deleted,
-    }
+    section = _section(
+        event, price_id, deleted=deleted, stripe_active=stripe_active, differences=differences
+    )
     return _write_section(conn, row, "price", section)
 
 
