@@ -212,7 +212,14 @@ def test_bad_requests_are_400_not_500(gateway: SupabaseGateway) -> None:
         ("GET", "products?name=zz.x", {}, 400, "PGRST100"),
         ("GET", "products?limit=-1", {}, 416, "PGRST103"),
         ("GET", "products", {"headers": {"Range": "5-2"}}, 416, "PGRST103"),
-        ("GET", "products", {"headers": {"Accept": "text/csv"}}, 406, "PGRST107"),
+        ("GET", "products", {"headers": {"Accept": "text/html"}}, 406, "PGRST107"),
+        (
+            "POST",
+            "rpc/archive_old_events",
+            {"json": {"older_than": "1 day"}, "headers": {"Accept": "text/csv"}},
+            406,
+            "PGRST107",
+        ),
         ("GET", "products", {"headers": {"Accept-Profile": "private"}}, 406, "PGRST106"),
         ("GET", "products?prices.limit=1", {}, 400, "PGRST108"),
         ("GET", "products?select=count()", {}, 400, "PGRST123"),
@@ -224,7 +231,7 @@ def test_bad_requests_are_400_not_500(gateway: SupabaseGateway) -> None:
             415,
             "PGRST107",
         ),
-        ("PUT", "products?id=eq.1", {"json": {}}, 405, "PGRST117"),
+        ("PUT", "products?name=eq.1", {"json": {}}, 405, "PGRST105"),
         ("GET", "products", {"headers": {"Prefer": "handling=strict,bogus=1"}}, 400, "PGRST122"),
     ]
     for method, path, kwargs, status, code in cases:

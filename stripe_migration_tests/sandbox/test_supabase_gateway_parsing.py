@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import pytest
 
 from stripe_migration.sandbox.supabase_gateway import headers
 from stripe_migration.sandbox.supabase_gateway.app import range_status
 from stripe_migration.sandbox.supabase_gateway.errors import GatewayError
-from stripe_migration.sandbox.supabase_gateway.query import (
+from stripe_migration.sandbox.supabase_gateway.query import parse_query
+from stripe_migration.sandbox.supabase_gateway.syntax import (
+    EmbedItem,
+    EmbedParams,
     Field,
     Filter,
     Logic,
     OrderTerm,
     SelectItem,
-    parse_query,
 )
 
 
 def _parse(query: list[tuple[str, str]]):
-    return parse_query(query, "products")
+    return parse_query(query)
 
 
 @pytest.mark.parametrize(
@@ -29,6 +33,29 @@ def _parse(query: list[tuple[str, str]]):
         ("label:name::text", [SelectItem(Field("name"), "label", "text")]),
         ("metadata->a->>b", [SelectItem(Field("metadata", (("->", "a"), ("->>", "b"))))]),
         ('"odd name",x', [SelectItem(Field("odd name")), SelectItem(Field("x"))]),
+        (
+            "name,cities(name,*)",
+            [
+                SelectItem(Field("name")),
+                EmbedItem("cities", (SelectItem(Field("name")), SelectItem(None))),
+            ],
+        ),
+        (
+            "c:cities!fk!inner(n:name,d:districts())",
+            [
+                EmbedItem(
+                    "cities",
+                    (SelectItem(Field("name"), "n"), EmbedItem("districts", (), "d")),
+                    alias="c",
+                    hint="fk",
+                    inner=True,
+                )
+            ],
+        ),
+        (
+            "...countries!left(name)",
+            [EmbedItem("countries", (SelectItem(Field("name")),), spread=True)],
+        ),
     ],
 )
 def test_select(select: str, expected: list[SelectItem]) -> None:
@@ -45,6 +72,13 @@ def test_select(select: str, expected: list[SelectItem]) -> None:
         ("n", "is.null", Filter(Field("n"), "is", "null")),
         ("n", "eq(any).{a,b}", Filter(Field("n"), "eq", "{a,b}", quantifier="any")),
         ("metadata->>k", "eq.v", Filter(Field("metadata", (("->>", "k"),)), "eq", "v")),
+        ("doc", "fts.a & b", Filter(Field("doc"), "fts", "a & b")),
+        (
+            "doc",
+            "not.wfts(english).a b",
+            Filter(Field("doc"), "wfts", "a b", True, None, "english"),
+        ),
+        ("during", "adj.[1,2)", Filter(Field("during"), "adj", "[1,2)")),
     ],
 )
 def test_filters(key: str, value: str, expected: Filter) -> None:
@@ -91,17 +125,47 @@ def test_order_limit_offset_and_reserved_names() -> None:
     assert parts.conditions == []
 
 
+def test_embedded_parameters_are_kept_by_path() -> None:
+    query = (
+        "cities.name=eq.Paris&cities.order=name.desc&cities.limit=2&cities.districts.offset=1"
+        '&cities.not.or=(a.eq.1,b.eq.2)&not.or=(c.eq.3)&"a.b"=eq.x'
+    )
+    parts = _parse(parse_qsl(query))
+    assert parts.embedded == {
+        ("cities",): EmbedParams(
+            [
+                Filter(Field("name"), "eq", "Paris"),
+                Logic("or", (Filter(Field("a"), "eq", "1"), Filter(Field("b"), "eq", "2")), True),
+            ],
+            [OrderTerm(Field("name"), True)],
+            2,
+        ),
+        ("cities", "districts"): EmbedParams(offset=1),
+    }
+    assert parts.conditions == [
+        Logic("or", (Filter(Field("c"), "eq", "3"),), True),
+        Filter(Field("a.b"), "eq", "x"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("query", "code"),
     [
         ([("name;drop", "eq.x")], "PGRST100"),
         ([("name", "eq")], "PGRST100"),
-        ([("name", "fts.x")], "PGRST100"),
+        ([("name", "fts(x y).x")], "PGRST100"),
+        ([("name", "eq(english).x")], "PGRST100"),
+        ([("select", "name,...rel")], "PGRST100"),
+        ([("select", "name!inner")], "PGRST100"),
+        ([("select", "rel!inner!left(*)")], "PGRST100"),
+        ([("select", "rel->a(*)")], "PGRST100"),
+        ([("select", "rel(a)b")], "PGRST100"),
+        ([("select", "count(*)")], "PGRST123"),
+        ([("cities;drop.limit", "1")], "PGRST100"),
+        ([("cities.limit", "-1")], "PGRST103"),
         ([("or", "name.eq.x")], "PGRST100"),
         ([("order", "name.sideways")], "PGRST100"),
-        ([("select", "name,rel(*)")], "PGRST200"),
         ([("select", "count()")], "PGRST123"),
-        ([("rel.limit", "1")], "PGRST108"),
         ([("limit", "x")], "PGRST100"),
         ([("limit", "-1")], "PGRST103"),
     ],
@@ -154,8 +218,9 @@ def test_prefer_and_accept() -> None:
     assert info.value.code == "PGRST122"
 
     assert headers.negotiate("application/vnd.pgrst.object+json").singular
-    assert headers.negotiate("text/csv, */*") == headers.MediaChoice()
+    assert headers.negotiate("text/csv, */*") == headers.MediaChoice(csv=True)
+    assert headers.negotiate("text/csv").content_type == "text/csv; charset=utf-8"
     assert headers.negotiate("application/vnd.pgrst.array+json;nulls=stripped").strip_nulls
     with pytest.raises(GatewayError) as info:
-        headers.negotiate("text/csv")
+        headers.negotiate("text/html")
     assert (info.value.status, info.value.code) == (406, "PGRST107")

@@ -4,9 +4,11 @@
   for inserts, updates and deletes); :func:`start_gateway` runs it in a subprocess
   (``server.py``); ``python -m stripe_migration.sandbox.supabase_gateway`` runs it in the
   foreground.
-- ``catalog.py`` reads the schema cache, ``query.py`` parses PostgREST's query grammar,
-  ``sql_builder.py``, ``sql_rpc.py`` and ``sql_writes.py`` turn both into SQL, ``headers.py``
-  reads Prefer/Accept/Range and ``errors.py`` renders PostgREST's errors.
+- ``catalog.py`` reads the schema cache and ``relationships.py`` its foreign keys; ``query.py``
+  and ``select_parser.py`` (over ``scanner.py``) parse PostgREST's query grammar into the tree of
+  ``syntax.py``; ``embedding.py`` resolves embedded resources; ``sql_builder.py``, ``sql_read.py``,
+  ``sql_rpc.py`` and ``sql_writes.py`` turn all that into SQL; ``headers.py`` reads
+  Prefer/Accept/Range and ``errors.py`` renders PostgREST's errors.
 """
 
 from stripe_migration.sandbox.supabase_gateway.app import create_app

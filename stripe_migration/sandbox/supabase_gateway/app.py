@@ -28,7 +28,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from stripe_migration.db.urls import libpq_url
-from stripe_migration.sandbox.supabase_gateway import errors, headers, sql_builder, sql_rpc
+from stripe_migration.sandbox.supabase_gateway import (
+    embedding,
+    errors,
+    headers,
+    sql_builder,
+    sql_read,
+    sql_rpc,
+)
 from stripe_migration.sandbox.supabase_gateway.catalog import Catalog, CatalogCache, Function, Table
 from stripe_migration.sandbox.supabase_gateway.errors import GatewayError
 from stripe_migration.sandbox.supabase_gateway.query import parse_query
@@ -36,7 +43,7 @@ from stripe_migration.sandbox.supabase_gateway.writes import GatewayWrites
 
 EXPOSED_SCHEMA = "public"
 logger = logging.getLogger(__name__)
-_TABLE_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
+_TABLE_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 
 def _reject_constant(name: str) -> Any:
@@ -294,9 +301,10 @@ class Gateway(GatewayWrites):
             try:
                 return await self._dispatch(request, table)
             except GatewayError as exc:
-                if exc.code not in ("42703", "PGRST204"):
+                if exc.code not in ("42703", "PGRST204", "PGRST200"):
                     raise
-                # An unknown column may be a new one: reload (throttled) and try once more.
+                # An unknown column or relationship may be a new one: reload (throttled) and try
+                # once more.
                 fresh = (await self._catalog(missing=True)).tables.get(name)
                 if fresh is None or fresh is table:
                     raise
@@ -313,6 +321,8 @@ class Gateway(GatewayWrites):
             return await self._update(request, table)
         if request.method == "DELETE":
             return await self._delete(request, table)
+        if request.method == "PUT":
+            return await self._put(request, table)
         raise GatewayError(405, "PGRST117", f"Unsupported HTTP method: {request.method}")
 
     async def rpc(self, request: Request) -> Response:
@@ -339,12 +349,13 @@ class Gateway(GatewayWrites):
     async def _read(self, request: Request, table: Table) -> Response:
         prefs = headers.parse_prefer(request.headers.getlist("prefer"))
         media = headers.negotiate(request.headers.get("accept"))
-        parts = parse_query(request.query_params.multi_items(), table.name)
+        parts = parse_query(request.query_params.multi_items())
         offset, limit = headers.page(
             request.headers.get("range"), parts.limit, parts.offset, self.max_rows
         )
-        shape = sql_builder.Shape(media.singular, media.strip_nulls, prefs.count)
-        statement, params = sql_builder.read_table(table, parts, offset, limit, shape)
+        tree = embedding.resolve(await self._catalog(), table, parts, self.max_rows)
+        shape = sql_builder.Shape(media.singular, media.strip_nulls, prefs.count, media.csv)
+        statement, params = sql_read.read_table(table, tree, parts.order, (offset, limit), shape)
         total, page_total, _, body = await self._execute(statement, params)
         if media.singular and page_total != 1:
             raise errors.singular(page_total)
@@ -399,16 +410,17 @@ class Gateway(GatewayWrites):
             )
         function = candidates[0]
         arg_names = frozenset(args) if read_only else frozenset()
-        parts = parse_query(
-            [(k, v) for k, v in query_items if not (read_only and k in arg_names)], name
-        )
+        parts = parse_query([(k, v) for k, v in query_items if not (read_only and k in arg_names)])
+        embedding.reject_embeds(name, parts)
+        if media.csv and function.returns != "composite":
+            raise GatewayError(406, "PGRST107", "None of these media types are available: text/csv")
         offset, limit = (
             headers.page(request.headers.get("range"), parts.limit, parts.offset, self.max_rows)
             if function.returns_set
             else (0, None)
         )
         call = sql_rpc.RpcCall(function, json.dumps(args), sorted(keys))
-        shape = sql_builder.Shape(media.singular, media.strip_nulls, prefs.count)
+        shape = sql_builder.Shape(media.singular, media.strip_nulls, prefs.count, media.csv)
         statement, params = sql_rpc.call_function(call, parts, offset, limit, shape)
         total, page_total, _, body = await self._execute(
             statement, params, transaction=True, read_only=read_only

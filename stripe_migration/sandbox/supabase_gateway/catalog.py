@@ -1,4 +1,4 @@
-"""The schema cache: tables, columns, keys and functions of the ``public`` schema.
+"""The schema cache: tables, columns, keys, relationships and functions of the ``public`` schema.
 
 Read from ``pg_catalog`` like PostgREST's schema cache. Every identifier a request names is looked
 up here before any SQL is built, and types are kept as (schema, name) pairs so that casts can be
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
+
+from stripe_migration.sandbox.supabase_gateway.relationships import Relationship, load_relationships
 
 SCHEMA = "public"
 
@@ -104,6 +106,7 @@ class Catalog:
     tables: dict[str, Table]
     functions: dict[str, tuple[Function, ...]]
     loaded_at: float
+    relationships: dict[str, tuple[Relationship, ...]] = field(default_factory=dict)
 
     def suggest_table(self, name: str) -> str | None:
         """The closest table name to ``name``, for the 404 hint."""
@@ -227,6 +230,9 @@ async def load_catalog(conn: psycopg.AsyncConnection) -> Catalog:
         tables=tables,
         functions={name: tuple(overloads) for name, overloads in functions.items()},
         loaded_at=time.monotonic(),
+        relationships=await load_relationships(
+            conn, {n: t.unique_keys for n, t in tables.items()}, primary
+        ),
     )
 
 

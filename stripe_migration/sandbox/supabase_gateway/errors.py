@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 from starlette.responses import Response
@@ -24,7 +25,7 @@ class GatewayError(Exception):
         status: int,
         code: str | None,
         message: str,
-        details: str | None = None,
+        details: Any = None,
         hint: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
@@ -36,14 +37,9 @@ class GatewayError(Exception):
         self.hint = hint
         self.headers = dict(headers or {})
 
-    def body(self) -> dict[str, str | None]:
+    def body(self) -> dict[str, Any]:
         """The JSON body PostgREST would send."""
-        return {
-            "code": self.code,
-            "details": self.details,
-            "hint": self.hint,
-            "message": self.message,
-        }
+        return {key: getattr(self, key) for key in ("code", "details", "hint", "message")}
 
     def to_response(self) -> Response:
         """The HTTP response for this error."""
@@ -61,7 +57,7 @@ class GatewayError(Exception):
 class KongError(GatewayError):
     """An error from Supabase's API gateway in front of PostgREST (shape ``{message, hint}``)."""
 
-    def body(self) -> dict[str, str | None]:
+    def body(self) -> dict[str, Any]:
         """The JSON body Supabase's API gateway sends."""
         return {"message": self.message, "hint": self.hint}
 
@@ -82,7 +78,7 @@ def invalid_range(details: str) -> GatewayError:
 
 
 def not_embedded(name: str) -> GatewayError:
-    """PGRST108: a parameter refers to an embedded resource (the gateway does not embed)."""
+    """PGRST108: a parameter refers to a resource that ``select`` does not embed."""
     return GatewayError(
         400,
         "PGRST108",
@@ -92,14 +88,82 @@ def not_embedded(name: str) -> GatewayError:
     )
 
 
-def no_relationship(table: str, other: str) -> GatewayError:
-    """PGRST200: an embedded resource in ``select`` (the gateway supports no embedding)."""
+def no_relationship(
+    table: str, other: str, hint: str | None = None, suggestion: str | None = None
+) -> GatewayError:
+    """PGRST200: no foreign key relationship between ``table`` and the embedded ``other``."""
+    using = f"' using the hint '{hint}" if hint else ""
     return GatewayError(
         400,
         "PGRST200",
         f"Could not find a relationship between '{table}' and '{other}' in the schema cache",
-        f"Searched for a foreign key relationship between '{table}' and '{other}' in the schema "
-        "'public', but no matches were found. (The local gateway does not embed resources.)",
+        f"Searched for a foreign key relationship between '{table}' and '{other}{using}' in the "
+        "schema 'public', but no matches were found.",
+        suggestion,
+    )
+
+
+def ambiguous_relationship(
+    table: str, other: str, relationships: list[dict[str, str]], choices: str
+) -> GatewayError:
+    """PGRST201 (300): several relationships could embed ``other``; details lists them."""
+    return GatewayError(
+        300,
+        "PGRST201",
+        f"Could not embed because more than one relationship was found for '{table}' and '{other}'",
+        relationships,
+        f"Try changing '{other}' to one of the following: {choices}. Find the desired "
+        "relationship in the 'details' key.",
+    )
+
+
+def not_to_one(code: str, what: str, table: str, other: str) -> GatewayError:
+    """PGRST118 (related order) or PGRST119 (spread) on a relationship that is not to-one."""
+    return GatewayError(
+        400,
+        code,
+        f"A {what} on '{other}' is not possible",
+        f"'{table}' and '{other}' do not form a many-to-one or one-to-one relationship",
+    )
+
+
+def put_filters() -> GatewayError:
+    """PGRST105 (405): PUT's filters must be ``eq`` on every primary key column and nothing else."""
+    return GatewayError(
+        405,
+        "PGRST105",
+        "Filters must include all and only primary key columns with 'eq' operators",
+    )
+
+
+def put_mismatch() -> GatewayError:
+    """PGRST115: PUT's body does not hold the primary key its filters name."""
+    return GatewayError(400, "PGRST115", "Payload values do not match URL in primary key column(s)")
+
+
+def put_paging() -> GatewayError:
+    """PGRST114: PUT takes no ``limit``/``offset``."""
+    return GatewayError(
+        400, "PGRST114", "limit/offset querystring parameters are not allowed for PUT"
+    )
+
+
+def limited_change(changed: int | None = None, limit: int | None = None) -> GatewayError:
+    """PostgREST 12's limited PATCH/DELETE errors.
+
+    PGRST109 (no ``changed``): a limit without an explicit ``order``; PGRST110: the order was not
+    unique, so ``changed`` rows would change where ``limit`` were asked.
+    """
+    if changed is None:
+        return GatewayError(
+            400,
+            "PGRST109",
+            "A 'limit' was applied without an explicit 'order'",
+            hint="Apply an 'order' using unique column(s)",
+        )
+    details = f"Results contain {changed} rows changed but the maximum number allowed is {limit}"
+    return GatewayError(
+        400, "PGRST110", "The maximum number of rows allowed to change was surpassed", details
     )
 
 

@@ -71,14 +71,17 @@ def parse_prefer(headers: list[str]) -> Preferences:
 
 @dataclass(frozen=True)
 class MediaChoice:
-    """The representation to answer with: a JSON array or a single object, nulls kept or not."""
+    """The representation to answer with: a JSON array or object (nulls kept or not), or CSV."""
 
     singular: bool = False
     strip_nulls: bool = False
+    csv: bool = False
 
     @property
     def content_type(self) -> str:
         """The response ``Content-Type``."""
+        if self.csv:
+            return "text/csv; charset=utf-8"
         base = "application/vnd.pgrst.object+json" if self.singular else "application/json"
         if self.strip_nulls:
             kind = "object" if self.singular else "array"
@@ -103,6 +106,8 @@ def negotiate(accept: str | None) -> MediaChoice:
             return MediaChoice(strip_nulls=strip)
         if media == "application/vnd.pgrst.object+json":
             return MediaChoice(singular=True, strip_nulls=strip)
+        if media == "text/csv":
+            return MediaChoice(csv=True)
     raise errors.GatewayError(
         406, "PGRST107", "None of these media types are available: " + ", ".join(offered)
     )

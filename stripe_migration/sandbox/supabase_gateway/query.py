@@ -1,17 +1,34 @@
-"""Parse PostgREST's query-string grammar into a small syntax tree (no SQL here).
+"""Parse PostgREST's query-string grammar into the syntax tree of ``syntax.py`` (no SQL here).
 
-Covers ``select`` (columns, ``*``, aliases, casts, JSON paths), horizontal filters
-(``col=[not.]op[(any|all)].value``), logic trees (``or=(...)``, ``and=(...)``, nested, negated),
-``order``, ``limit``, ``offset``, ``columns`` and ``on_conflict``. Anything outside the grammar is a
-PGRST100 error naming the parameter, so text that is not an identifier never reaches SQL.
+Covers horizontal filters (``col=[not.]op[(any|all)|(language)].value``), logic trees
+(``or=(...)``, ``and=(...)``, nested, negated), ``order``, ``limit``, ``offset``, ``columns``,
+``on_conflict``, ``select`` (``select_parser.py``) and the same parameters for embedded resources
+(``cities.order=name``, ``cities.or=(...)``, ``cities.name=eq.x``). Anything outside the grammar is
+a PGRST100 error naming the parameter, so text that is not an identifier never reaches SQL.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from stripe_migration.sandbox.supabase_gateway import errors
+from stripe_migration.sandbox.supabase_gateway.scanner import (
+    QueryError,
+    Scanner,
+    split_top_level,
+    unquote,
+    whole_identifier,
+)
+from stripe_migration.sandbox.supabase_gateway.select_parser import parse_select
+from stripe_migration.sandbox.supabase_gateway.syntax import (
+    EmbedParams,
+    Filter,
+    Logic,
+    OrderTerm,
+    QueryParts,
+    parse_field,
+    read_field,
+)
 
 OPERATORS = (
     "eq",
@@ -30,7 +47,17 @@ OPERATORS = (
     "cs",
     "cd",
     "ov",
+    "sl",
+    "sr",
+    "nxr",
+    "nxl",
+    "adj",
+    "fts",
+    "plfts",
+    "phfts",
+    "wfts",
 )
+TEXT_SEARCH = {"fts", "plfts", "phfts", "wfts"}
 QUANTIFIABLE = {"eq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch"}
 IS_VALUES = ("null", "not_null", "true", "false", "unknown")
 RESERVED = {"select", "order", "limit", "offset", "columns", "on_conflict"}
@@ -40,244 +67,28 @@ LOGIC_KEYS = {"and", "or", "not.and", "not.or"}
 MAX_LOGIC_DEPTH = 64
 
 _OPERATOR_LIST = ", ".join(OPERATORS)
-# Unquoted identifiers: letters, digits, underscore, dollar and spaces; '-' unless it starts '->'.
-_IDENT_CHAR = re.compile(r"[\w$ ]", re.UNICODE)
+_LANGUAGE = re.compile(r"[A-Za-z0-9_]+")
 
 
-class QueryError(ValueError):
-    """A part of the query string that does not fit the grammar (message = details)."""
-
-
-@dataclass(frozen=True)
-class Field:
-    """A column, optionally followed by a JSON path (``metadata->a->>b``)."""
-
-    column: str
-    path: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def output_name(self) -> str:
-        """The key PostgREST gives this field in the result: the last JSON key or the column."""
-        return self.path[-1][1] if self.path else self.column
-
-
-@dataclass(frozen=True)
-class SelectItem:
-    """One item of ``select``: ``*`` (``field`` is None) or ``[alias:]field[::cast]``."""
-
-    field: Field | None
-    alias: str | None = None
-    cast: str | None = None
-
-
-@dataclass(frozen=True)
-class Filter:
-    """``field [NOT] op value``; ``value`` is a list for ``in`` and a string otherwise."""
-
-    field: Field
-    op: str
-    value: str | tuple[str, ...]
-    negate: bool = False
-    quantifier: str | None = None
-
-
-@dataclass(frozen=True)
-class Logic:
-    """``and``/``or`` over conditions, optionally negated."""
-
-    op: str
-    children: tuple[Filter | Logic, ...]
-    negate: bool = False
-
-
-@dataclass(frozen=True)
-class OrderTerm:
-    """One ``order`` term."""
-
-    field: Field
-    descending: bool = False
-    nulls: str | None = None
-
-
-@dataclass
-class QueryParts:
-    """Everything a request's query string says, parsed."""
-
-    select: list[SelectItem] | None = None
-    conditions: list[Filter | Logic] = field(default_factory=list)
-    order: list[OrderTerm] = field(default_factory=list)
-    limit: int | None = None
-    offset: int | None = None
-    columns: list[str] | None = None
-    on_conflict: list[str] | None = None
-    args: dict[str, str] = field(default_factory=dict)
-
-
-class _Scanner:
-    """A cursor over one parameter value."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-
-    def done(self) -> bool:
-        return self.pos >= len(self.text)
-
-    def peek(self, token: str) -> bool:
-        return self.text.startswith(token, self.pos)
-
-    def take(self, token: str) -> bool:
-        if self.peek(token):
-            self.pos += len(token)
-            return True
-        return False
-
-    def expect(self, token: str, what: str) -> None:
-        if not self.take(token):
-            raise QueryError(f"expected {what} at position {self.pos + 1}{self._found()}")
-
-    def _found(self) -> str:
-        return f', found "{self.text[self.pos]}"' if not self.done() else ", found end of input"
-
-    def quoted(self) -> str:
-        """A double-quoted string with backslash escapes (the opening quote is current)."""
-        self.expect('"', "'\"'")
-        out = []
-        while not self.done():
-            char = self.text[self.pos]
-            self.pos += 1
-            if char == "\\" and not self.done():
-                out.append(self.text[self.pos])
-                self.pos += 1
-            elif char == '"':
-                return "".join(out)
-            else:
-                out.append(char)
-        raise QueryError("unterminated double quote")
-
-    def identifier(self, what: str = "identifier") -> str:
-        if self.peek('"'):
-            return self.quoted()
-        start = self.pos
-        while not self.done():
-            char = self.text[self.pos]
-            if _IDENT_CHAR.match(char) or (char == "-" and not self.peek("->")):
-                self.pos += 1
-            else:
-                break
-        name = self.text[start : self.pos].strip()
-        if not name:
-            raise QueryError(f"expected {what} at position {start + 1}{self._found()}")
-        return name
-
-    def field(self) -> Field:
-        column = self.identifier("column name")
-        path = []
-        while True:
-            if self.take("->>"):
-                path.append(("->>", self.identifier("JSON key")))
-            elif self.take("->"):
-                path.append(("->", self.identifier("JSON key")))
-            else:
-                return Field(column, tuple(path))
-
-
-def split_top_level(text: str, separator: str = ",") -> list[str]:
-    """Split on ``separator`` outside double quotes and parentheses/braces."""
-    parts, current, depth, quoted, escaped = [], [], 0, False, False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif quoted and char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif not quoted and char in "({":
-            depth += 1
-        elif not quoted and char in ")}":
-            depth -= 1
-        elif not quoted and depth == 0 and char == separator:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    if quoted:
-        raise QueryError("unterminated double quote")
-    if depth != 0:
-        raise QueryError("unbalanced parentheses")
-    parts.append("".join(current))
-    return parts
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return _Scanner(value).quoted()
-    return value
-
-
-def parse_field(text: str) -> Field:
-    """Parse a filter key or order field: a column with an optional JSON path."""
-    scanner = _Scanner(text)
-    result = scanner.field()
-    if not scanner.done():
-        raise QueryError(f'unexpected "{text[scanner.pos]}" at position {scanner.pos + 1}')
-    return result
-
-
-def parse_select(text: str, table: str) -> list[SelectItem]:
-    """Parse ``select``; embedded resources get PGRST200, aggregates PGRST123."""
-    items = []
-    for raw in split_top_level(text):
-        raw = raw.strip()
-        if raw == "*":
-            items.append(SelectItem(None))
-            continue
-        if raw.startswith("..."):
-            raise errors.no_relationship(table, raw[3:].split("(")[0].split("!")[0])
-        scanner = _Scanner(raw)
-        alias = None
-        first = scanner.identifier("column name")
-        if scanner.peek(":") and not scanner.peek("::"):
-            scanner.take(":")
-            alias = first
-            target = scanner.field()
-        else:
-            scanner.pos = 0
-            target = scanner.field()
-        if scanner.peek("(") or scanner.peek("!"):
-            if scanner.text[scanner.pos :].startswith("()"):
-                raise errors.GatewayError(
-                    400, "PGRST123", "Use of aggregate functions is not allowed"
-                )
-            raise errors.no_relationship(table, target.column)
-        cast = None
-        if scanner.take("::"):
-            cast = scanner.identifier("type name")
-        if not scanner.done():
-            raise errors.parse_error(
-                "select parameter",
-                text,
-                f'unexpected "{raw[scanner.pos]}" in "{raw}" at position {scanner.pos + 1}',
-            )
-        items.append(SelectItem(target, alias, cast))
-    return items
-
-
-def _parse_operation(text: str) -> tuple[bool, str, str | None, str]:
-    """Split ``[not.]op[(any|all)].value`` into its parts."""
+def _parse_operation(text: str) -> tuple[bool, str, str | None, str | None, str]:
+    """Split ``[not.]op[(any|all)|(language)].value`` into its parts."""
     negate = text.startswith("not.")
     if negate:
         text = text[4:]
     op, dot, value = text.partition(".")
-    quantifier = None
-    match = re.fullmatch(r"([a-z]+)\((any|all)\)", op)
+    quantifier = language = None
+    match = re.fullmatch(r"([a-z]+)\(([^()]*)\)", op)
     if match:
-        op, quantifier = match.group(1), match.group(2)
-        if op not in QUANTIFIABLE:
-            raise QueryError(f'the "{quantifier}" modifier is not supported with "{op}"')
+        op, argument = match.group(1), match.group(2)
+        if op in TEXT_SEARCH and _LANGUAGE.fullmatch(argument):
+            language = argument
+        elif op in QUANTIFIABLE and argument in ("any", "all"):
+            quantifier = argument
+        else:
+            raise QueryError(f'"{argument}" is not a modifier of "{op}"')
     if op not in OPERATORS or not dot:
         raise QueryError(f'unknown operator "{op}", expecting "not" or one of: {_OPERATOR_LIST}')
-    return negate, op, quantifier, value
+    return negate, op, quantifier, language, value
 
 
 def _parse_list(value: str, opening: str, closing: str) -> tuple[str, ...]:
@@ -286,23 +97,23 @@ def _parse_list(value: str, opening: str, closing: str) -> tuple[str, ...]:
     inner = value[1:-1]
     if inner == "":
         return ()
-    return tuple(_unquote(item) for item in split_top_level(inner))
+    return tuple(unquote(item) for item in split_top_level(inner))
 
 
 def parse_filter(key: str, raw: str, *, in_logic: bool = False) -> Filter:
     """Parse one horizontal filter (``key`` is the field, ``raw`` the operation and value)."""
     target = parse_field(key)
-    negate, op, quantifier, value = _parse_operation(raw)
+    negate, op, quantifier, language, value = _parse_operation(raw)
     parsed: str | tuple[str, ...]
     if op == "in":
         parsed = _parse_list(value, "(", ")")
     else:
-        parsed = _unquote(value) if in_logic else value
+        parsed = unquote(value) if in_logic else value
         if op == "is" and parsed.lower() not in IS_VALUES:
             raise QueryError(f'"is" takes one of {", ".join(IS_VALUES)}, found "{parsed}"')
         if quantifier:
             _parse_list(parsed, "{", "}")  # validated here; PostgreSQL parses the array literal
-    return Filter(target, op, parsed, negate, quantifier)
+    return Filter(target, op, parsed, negate, quantifier, language)
 
 
 def parse_logic(key: str, raw: str) -> Logic:
@@ -328,9 +139,9 @@ def _logic_body(op: str, raw: str, negate: bool, depth: int = 1) -> Logic:
                 )
             )
             continue
-        scanner = _Scanner(item)
-        target_text_end = _field_end(scanner)
-        key, rest = item[:target_text_end], item[target_text_end:]
+        scanner = Scanner(item)
+        read_field(scanner)
+        key, rest = item[: scanner.pos], item[scanner.pos :]
         if not rest.startswith("."):
             raise QueryError(f'expected "." after the field in "{item}"')
         children.append(parse_filter(key, rest[1:], in_logic=True))
@@ -339,18 +150,13 @@ def _logic_body(op: str, raw: str, negate: bool, depth: int = 1) -> Logic:
     return Logic(op, tuple(children), negate)
 
 
-def _field_end(scanner: _Scanner) -> int:
-    scanner.field()
-    return scanner.pos
-
-
 def parse_order(text: str) -> list[OrderTerm]:
     """Parse ``order=col[.asc|.desc][.nullsfirst|.nullslast],...``."""
     terms = []
     for raw in split_top_level(text):
-        scanner = _Scanner(raw.strip())
-        target = scanner.field()
-        modifiers = scanner.text[scanner.pos :].split(".")[1:] if not scanner.done() else []
+        scanner = Scanner(raw.strip())
+        target = read_field(scanner)
+        modifiers = scanner.rest().split(".")[1:] if not scanner.done() else []
         if not scanner.done() and not scanner.peek("."):
             raise QueryError(f'unexpected "{scanner.text[scanner.pos]}" in "{raw}"')
         descending, nulls = False, None
@@ -370,13 +176,7 @@ def parse_order(text: str) -> list[OrderTerm]:
 
 def parse_names(text: str) -> list[str]:
     """Parse a comma-separated list of (optionally double-quoted) column names."""
-    names = []
-    for raw in split_top_level(text):
-        scanner = _Scanner(raw.strip())
-        names.append(scanner.identifier("column name"))
-        if not scanner.done():
-            raise QueryError(f'unexpected "{scanner.text[scanner.pos]}" in "{raw}"')
-    return names
+    return [whole_identifier(raw, "column name") for raw in split_top_level(text)]
 
 
 def _non_negative(name: str, raw: str) -> int:
@@ -388,7 +188,7 @@ def _non_negative(name: str, raw: str) -> int:
 
 
 def parse_query(
-    items: list[tuple[str, str]], table: str, arg_names: frozenset[str] = frozenset()
+    items: list[tuple[str, str]], arg_names: frozenset[str] = frozenset()
 ) -> QueryParts:
     """Parse a whole query string (``items`` in order); ``arg_names`` are RPC argument names."""
     parts = QueryParts()
@@ -399,40 +199,56 @@ def parse_query(
             if key in arg_names:
                 parts.args[key] = value
             elif key == "select":
-                parts.select = parse_select(value, table)
-            elif key == "order":
-                parts.order = parse_order(value)
-            elif key == "limit":
-                parts.limit = _non_negative("limit", value)
-            elif key == "offset":
-                parts.offset = _non_negative("offset", value)
+                parts.select = parse_select(value)
             elif key == "columns":
                 parts.columns = parse_names(value)
             elif key == "on_conflict":
                 parts.on_conflict = parse_names(value)
-            elif key in LOGIC_KEYS:
-                parts.conditions.append(parse_logic(key, value))
-            elif _is_embedded_key(key):
-                raise errors.not_embedded(key.split(".")[0] if "." in key else key)
             else:
-                parts.conditions.append(parse_filter(key, value))
+                embedded = _embedded_key(key)
+                if embedded is None:
+                    _add_parameter(parts, key, value)
+                else:
+                    path, name = embedded
+                    _add_parameter(parts.embedded.setdefault(path, EmbedParams()), name, value)
         except QueryError as exc:
             raise errors.parse_error(_describe(key), value, str(exc)) from None
     return parts
 
 
-def _is_embedded_key(key: str) -> bool:
-    """``rel.order``, ``rel.limit``, ``rel.col``, ``rel.or``: parameters for embedded resources."""
+def _add_parameter(target: QueryParts | EmbedParams, key: str, value: str) -> None:
+    """``order``, ``limit``, ``offset``, a logic tree or a filter, of the request or an embed."""
+    if key == "order":
+        target.order = parse_order(value)
+    elif key == "limit":
+        target.limit = _non_negative("limit", value)
+    elif key == "offset":
+        target.offset = _non_negative("offset", value)
+    elif key in LOGIC_KEYS:
+        target.conditions.append(parse_logic(key, value))
+    else:
+        target.conditions.append(parse_filter(key, value))
+
+
+def _embedded_key(key: str) -> tuple[tuple[str, ...], str] | None:
+    """``cities.order`` → ``(("cities",), "order")``: a parameter of an embedded resource, if so."""
     if key.startswith('"'):
-        return False
-    head, dot, _ = key.partition(".")
-    return bool(dot) and "->" not in head
+        return None
+    segments = split_top_level(key, ".")
+    if len(segments) < 2 or "->" in segments[0]:
+        return None
+    tail = 2 if segments[-1] in ("and", "or") and segments[-2] == "not" else 1
+    if len(segments) <= tail:
+        return None  # not.or is the request's own logic tree
+    path = tuple(whole_identifier(s, "embedded resource name") for s in segments[:-tail])
+    return path, ".".join(segments[-tail:])
 
 
 def _describe(key: str) -> str:
     """How PostgREST's parse errors name the parameter ``key``."""
-    if key == "order":
+    last = key.rsplit(".", 1)[-1]
+    if key == "order" or last == "order":
         return "order"
-    if key in RESERVED:
-        return f"{key} parameter"
-    return "logic tree" if key in LOGIC_KEYS else "filter"
+    if last in RESERVED:
+        return f"{last} parameter"
+    return "logic tree" if key in LOGIC_KEYS or last in ("and", "or") else "filter"

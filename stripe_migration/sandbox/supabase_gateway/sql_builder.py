@@ -21,12 +21,12 @@ from psycopg import sql
 
 from stripe_migration.sandbox.supabase_gateway import errors
 from stripe_migration.sandbox.supabase_gateway.catalog import Column, PgType, Table
-from stripe_migration.sandbox.supabase_gateway.query import (
+from stripe_migration.sandbox.supabase_gateway.syntax import (
+    Condition,
     Field,
-    Filter,
     Logic,
+    NullEmbed,
     OrderTerm,
-    QueryParts,
     SelectItem,
 )
 
@@ -37,6 +37,7 @@ JSONB_ARRAY = PgType(3807, "pg_catalog", "_jsonb", "jsonb[]", "A", 0)
 JSON = PgType(114, "pg_catalog", "json", "json", "U", 199)
 JSON_ARRAY = PgType(199, "pg_catalog", "_json", "json[]", "A", 0)
 INT4 = PgType(23, "pg_catalog", "int4", "integer", "N", 1007)
+REGCONFIG = PgType(3734, "pg_catalog", "regconfig", "regconfig", "U", 3735)
 
 # Casts allowed in ``select=col::type``, by the names PostgreSQL users write.
 CASTS = {
@@ -69,7 +70,23 @@ CASTS = {
 
 _COMPARISONS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _PATTERNS = {"like": "LIKE", "ilike": "ILIKE", "match": "~", "imatch": "~*"}
-_CONTAINMENT = {"cs": "@>", "cd": "<@", "ov": "&&"}
+# Containment, overlap and the range operators: the value is cast to the column's type.
+_TYPED_BINARY = {
+    "cs": "@>",
+    "cd": "<@",
+    "ov": "&&",
+    "sl": "<<",
+    "sr": ">>",
+    "nxr": "&<",
+    "nxl": "&>",
+    "adj": "-|-",
+}
+_TEXT_SEARCH = {
+    "fts": "to_tsquery",
+    "plfts": "plainto_tsquery",
+    "phfts": "phraseto_tsquery",
+    "wfts": "websearch_to_tsquery",
+}
 # A JSON path key that is an array index (str.isdigit() would also take "²", which int() refuses).
 _ARRAY_INDEX = re.compile(r"-?[0-9]{1,9}")
 _IS = {
@@ -174,14 +191,19 @@ def select_list(
     return sql.SQL(", ").join(parts)
 
 
-def condition(rel: Relation, cond: Filter | Logic, params: Params) -> sql.Composable:
-    """One filter or logic tree as a boolean SQL expression."""
+def condition(rel: Relation, cond: Condition, params: Params) -> sql.Composable:
+    """One filter, logic tree or null test of an embed as a boolean SQL expression."""
     if isinstance(cond, Logic):
         joiner = sql.SQL(" AND " if cond.op == "and" else " OR ")
         inner = sql.SQL("({})").format(
             joiner.join(condition(rel, c, params) for c in cond.children)
         )
         return sql.SQL("NOT {}").format(inner) if cond.negate else inner
+    if isinstance(cond, NullEmbed):
+        alias = sql.Identifier(cond.alias)
+        ref = sql.SQL("{}.{}").format(alias, alias) if cond.to_many else alias
+        test = " IS DISTINCT FROM NULL" if cond.negate else " IS NOT DISTINCT FROM NULL"
+        return ref + sql.SQL(test)
 
     expr, value_type, array_type = field_expr(rel, cond.field, params)
     op, value = cond.op, cond.value
@@ -207,10 +229,12 @@ def condition(rel: Relation, cond: Filter | Logic, params: Params) -> sql.Compos
         assert isinstance(value, str)
         pattern = value.replace("*", "%") if op in ("like", "ilike") else value
         clause = sql.SQL("{} {} {}").format(expr, sql.SQL(_PATTERNS[op]), params.add(pattern, TEXT))
-    elif op in _CONTAINMENT:
+    elif op in _TYPED_BINARY:
         clause = sql.SQL("{} {} {}").format(
-            expr, sql.SQL(_CONTAINMENT[op]), params.add(value, value_type)
+            expr, sql.SQL(_TYPED_BINARY[op]), params.add(value, value_type)
         )
+    elif op in _TEXT_SEARCH:
+        clause = _text_search(expr, value_type, op, value, cond.language, params)
     elif op == "isdistinct":
         clause = sql.SQL("{} IS DISTINCT FROM {}").format(expr, params.add(value, value_type))
     else:
@@ -220,9 +244,33 @@ def condition(rel: Relation, cond: Filter | Logic, params: Params) -> sql.Compos
     return sql.SQL("NOT ({})").format(clause) if cond.negate else clause
 
 
-def where_clause(
-    rel: Relation, conditions: Sequence[Filter | Logic], params: Params
+def _text_search(
+    expr: sql.Composable,
+    value_type: PgType,
+    op: str,
+    value: object,
+    language: str | None,
+    params: Params,
 ) -> sql.Composable:
+    """``doc @@ to_tsquery([language,] value)``, as PostgREST 13 writes full-text search.
+
+    A ``tsvector`` column is matched as it is; any other column goes through ``to_tsvector`` with
+    the same language, so text columns can be searched too.
+    """
+    arguments: list[sql.Composable] = [params.add(language, REGCONFIG)] if language else []
+    document = expr
+    if value_type.name != "tsvector":
+        document = sql.SQL("pg_catalog.to_tsvector({})").format(
+            sql.SQL(", ").join([*arguments, expr])
+        )
+    query = sql.SQL("{}({})").format(
+        sql.Identifier("pg_catalog", _TEXT_SEARCH[op]),
+        sql.SQL(", ").join([*arguments, params.add(value, TEXT)]),
+    )
+    return sql.SQL("{} @@ {}").format(document, query)
+
+
+def where_clause(rel: Relation, conditions: Sequence[Condition], params: Params) -> sql.Composable:
     """``WHERE ...`` for the conditions (AND-ed), or nothing."""
     if not conditions:
         return sql.SQL("")
@@ -253,53 +301,38 @@ def page_clause(offset: int, limit: int | None, params: Params) -> sql.Composabl
     return clause
 
 
-def response_body(singular: bool, strip_nulls: bool, value: sql.Composable) -> sql.Composable:
-    """The statement's ``body`` column: the rows as JSON text, one object or an array."""
-    agg = sql.SQL("json_agg({})").format(value)
+def response_body(shape: Shape, row: sql.Composable) -> sql.Composable:
+    """The statement's ``body`` column: the rows as JSON text (one object or an array) or CSV.
+
+    CSV is PostgREST's: a header of the first row's keys, then each row as PostgreSQL writes a
+    record (values with commas, quotes, spaces or parentheses double-quoted, nulls empty).
+    """
+    if shape.csv:
+        header = sql.SQL(
+            "coalesce((SELECT string_agg(pgrst_k, ',') FROM "
+            "pg_catalog.json_object_keys((SELECT (array_agg(row_to_json({row})))[1])) AS pgrst_k),"
+            " '')"
+        ).format(row=row)
+        lines = sql.SQL(
+            "coalesce(string_agg(substring({row}::text, 2, length({row}::text) - 2), E'\\n'), '')"
+        ).format(row=row)
+        return sql.SQL("{} || E'\\n' || {}").format(header, lines)
+    agg = sql.SQL("json_agg({})").format(row)
     body = (
         sql.SQL("coalesce({}->0, 'null')").format(agg)
-        if singular
+        if shape.singular
         else sql.SQL("coalesce({}, '[]')").format(agg)
     )
-    if strip_nulls:
+    if shape.strip_nulls:
         body = sql.SQL("json_strip_nulls({})").format(body)
     return sql.SQL("{}::text").format(body)
 
 
 @dataclass
 class Shape:
-    """How to render the result: one object or an array, nulls stripped or not."""
+    """How to render the result: one object, an array (nulls stripped or not) or CSV."""
 
     singular: bool = False
     strip_nulls: bool = False
     count: bool = False
-
-
-def read_table(
-    table: Table, parts: QueryParts, offset: int, limit: int | None, shape: Shape
-) -> tuple[sql.Composable, dict[str, Any]]:
-    """``GET /<table>``: one page of rows, and the filtered total when asked."""
-    params = Params()
-    rel = table_relation(table)
-    select = select_list(rel, parts.select, params, expand_star=False)
-    where = where_clause(rel, parts.conditions, params)
-    order = order_clause(rel, parts.order, params)
-    page = page_clause(offset, limit, params)
-    total = (
-        sql.SQL("(SELECT count(*) FROM {}{})").format(table.ident(), where)
-        if shape.count
-        else sql.SQL("NULL::bigint")
-    )
-    statement = sql.SQL(
-        "SELECT {total}, count(pgrst_t), NULL::bigint, {body} "
-        "FROM (SELECT {select} FROM {table}{where}{order}{page}) AS pgrst_t"
-    ).format(
-        total=total,
-        body=response_body(shape.singular, shape.strip_nulls, sql.Identifier("pgrst_t")),
-        select=select,
-        table=table.ident(),
-        where=where,
-        order=order,
-        page=page,
-    )
-    return statement, params.values
+    csv: bool = False

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from psycopg import sql
 
 from stripe_migration.sandbox.supabase_gateway.catalog import Column, Function
-from stripe_migration.sandbox.supabase_gateway.query import (
-    QueryParts,
-)
 from stripe_migration.sandbox.supabase_gateway.sql_builder import (
     JSON,
     Params,
@@ -22,6 +19,7 @@ from stripe_migration.sandbox.supabase_gateway.sql_builder import (
     select_list,
     where_clause,
 )
+from stripe_migration.sandbox.supabase_gateway.syntax import QueryParts
 
 
 @dataclass
@@ -109,7 +107,7 @@ def call_function(
         total=sql.SQL("(SELECT count(*) FROM pgrst_source)")
         if shape.count
         else sql.SQL("NULL::bigint"),
-        body=response_body(singular, shape.strip_nulls, row),
+        body=response_body(replace(shape, singular=singular), row),
         select=select,
         order=order,
         page=page,

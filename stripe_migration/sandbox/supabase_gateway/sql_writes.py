@@ -1,4 +1,8 @@
-"""Turn a parsed insert, update or delete into one SQL statement returning what was asked."""
+"""Turn a parsed insert, upsert (POST/PUT), update or delete into one SQL statement.
+
+Updates and deletes with ``limit``/``offset`` are PostgREST 12's limited mutations: the rows are
+picked in a CTE ordered by the request's ``order`` and joined back on the ordered columns.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,11 @@ from typing import Any
 
 from psycopg import sql
 
-from stripe_migration.sandbox.supabase_gateway import errors
+from stripe_migration.sandbox.supabase_gateway import errors, sql_builder
 from stripe_migration.sandbox.supabase_gateway.catalog import Table
-from stripe_migration.sandbox.supabase_gateway.query import (
-    QueryParts,
-)
-from stripe_migration.sandbox.supabase_gateway.sql_builder import (
-    JSON,
-    Params,
-    Shape,
-    response_body,
-    select_list,
-    table_relation,
-    where_clause,
-)
+from stripe_migration.sandbox.supabase_gateway.embedding import ReadTree, compose
+from stripe_migration.sandbox.supabase_gateway.sql_builder import JSON, Params
+from stripe_migration.sandbox.supabase_gateway.syntax import Condition, QueryParts
 
 
 @dataclass
@@ -31,20 +26,28 @@ class InsertGroup:
     rows_json: str
 
 
+@dataclass
+class Returning:
+    """What a mutation answers: the rows (``tree`` resolves ``select``) shaped, or nothing."""
+
+    tree: ReadTree
+    shape: sql_builder.Shape
+    representation: bool
+
+
 def _mutation_result(
     table: Table,
     mutation: sql.Composable,
-    parts: QueryParts,
     params: Params,
-    shape: Shape,
-    representation: bool,
+    returning: Returning,
     with_inserted: bool,
 ) -> sql.Composable:
-    source_rel = table_relation(table).requalified("pgrst_source")
-    if representation:
-        select = select_list(source_rel, parts.select, params, expand_star=True)
-        body = sql.SQL("(SELECT {} FROM (SELECT {} FROM pgrst_source) AS pgrst_t)").format(
-            response_body(shape.singular, shape.strip_nulls, sql.Identifier("pgrst_t")), select
+    source_rel = sql_builder.table_relation(table).requalified("pgrst_source")
+    if returning.representation:
+        tree = returning.tree
+        select, joins = compose(source_rel, tree.items, tree.children, params, expand_star=True)
+        body = sql.SQL("(SELECT {} FROM (SELECT {} FROM pgrst_source{}) AS pgrst_t)").format(
+            sql_builder.response_body(returning.shape, sql.Identifier("pgrst_t")), select, joins
         )
     else:
         body = sql.SQL("NULL::text")
@@ -63,10 +66,14 @@ def insert_rows(
     groups: list[InsertGroup],
     parts: QueryParts,
     resolution: str | None,
-    shape: Shape,
-    representation: bool,
+    returning: Returning,
+    put_conditions: list[Condition] | None = None,
 ) -> tuple[sql.Composable, dict[str, Any]]:
-    """``POST /<table>``: insert (or upsert) every group in one statement."""
+    """``POST /<table>``: insert (or upsert) every group in one statement.
+
+    ``PUT`` passes its primary key filters as ``put_conditions``: only body rows that match them
+    are upserted (PostgREST then checks that exactly one was).
+    """
     params = Params()
     conflict_cols = parts.on_conflict or list(table.primary_key)
     for name in conflict_cols:
@@ -76,8 +83,12 @@ def insert_rows(
     for index, group in enumerate(groups):
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in group.columns)
         statement = sql.SQL(
-            "INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{table}, {rows})"
+            "INSERT INTO {table} ({cols}) SELECT {cols} "
+            "FROM json_populate_recordset(NULL::{table}, {rows}) AS pgrst_body"
         ).format(table=table.ident(), cols=cols, rows=params.add(group.rows_json, JSON))
+        if put_conditions:
+            body_rel = sql_builder.Relation(table.name, table.columns, "pgrst_body")
+            statement += sql_builder.where_clause(body_rel, put_conditions, params)
         if not group.columns:
             statement = sql.SQL(
                 "INSERT INTO {table} SELECT FROM json_array_elements({rows})"
@@ -108,9 +119,43 @@ def insert_rows(
     )
     mutation = sql.SQL("WITH {}, pgrst_source AS ({})").format(sql.SQL(", ").join(ctes), union)
     return (
-        _mutation_result(table, mutation, parts, params, shape, representation, with_inserted=True),
+        _mutation_result(table, mutation, params, returning, with_inserted=True),
         params.values,
     )
+
+
+def limited(parts: QueryParts) -> bool:
+    """Whether an update or delete is limited (``limit`` or ``offset`` given)."""
+    return parts.limit is not None or parts.offset is not None
+
+
+def _picked_rows(
+    table: Table, parts: QueryParts, params: Params
+) -> tuple[sql.Composable, sql.Composable]:
+    """(CTE, WHERE) of a mutation; a limited one picks its rows in the CTE first.
+
+    PostgREST 12 picks ``limit`` rows of the filtered table in ``order`` and joins them back on
+    the ordered columns: ordered by a unique key, exactly those rows change; by anything else,
+    every row sharing their values does (and the request is then refused with PGRST110).
+    """
+    rel = sql_builder.table_relation(table)
+    where = sql_builder.where_clause(rel, parts.conditions, params)
+    if not limited(parts):
+        return sql.SQL(""), where
+    keys = list(dict.fromkeys(term.field.column for term in parts.order))
+    picked = sql.SQL(", ").join(rel.ref(rel.column(key).name) for key in keys)
+    cte = sql.SQL("pgrst_affected_rows AS (SELECT {} FROM {}{}{}{}), ").format(
+        picked,
+        table.ident(),
+        where,
+        sql_builder.order_clause(rel, parts.order, params),
+        sql_builder.page_clause(parts.offset or 0, parts.limit, params),
+    )
+    join = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(rel.ref(key), sql.Identifier("pgrst_affected_rows", key))
+        for key in keys
+    )
+    return cte, join
 
 
 def update_rows(
@@ -118,12 +163,10 @@ def update_rows(
     columns: list[str],
     body_json: str,
     parts: QueryParts,
-    shape: Shape,
-    representation: bool,
+    returning: Returning,
 ) -> tuple[sql.Composable, dict[str, Any]]:
-    """``PATCH /<table>``: set the body's columns on every row the filters match."""
+    """``PATCH /<table>``: set the body's columns on every row the filters (and limit) pick."""
     params = Params()
-    rel = table_relation(table)
     assignments = sql.SQL(", ").join(
         sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("pgrst_body", c))
         for c in columns
@@ -131,11 +174,14 @@ def update_rows(
     body_source = sql.SQL(
         "(SELECT * FROM json_populate_record(NULL::{}, {})) AS pgrst_body"
     ).format(table.ident(), params.add(body_json, JSON))
-    where = where_clause(rel, parts.conditions, params)
+    cte, where = _picked_rows(table, parts, params)
+    if limited(parts):
+        body_source += sql.SQL(", pgrst_affected_rows")
     mutation = sql.SQL(
-        "WITH pgrst_source AS (UPDATE {table} SET {assignments} FROM {body}{where} "
+        "WITH {cte}pgrst_source AS (UPDATE {table} SET {assignments} FROM {body}{where} "
         "RETURNING {qualifier}.*)"
     ).format(
+        cte=cte,
         table=table.ident(),
         assignments=assignments,
         body=body_source,
@@ -143,26 +189,22 @@ def update_rows(
         qualifier=sql.Identifier(table.name),
     )
     return (
-        _mutation_result(
-            table, mutation, parts, params, shape, representation, with_inserted=False
-        ),
+        _mutation_result(table, mutation, params, returning, with_inserted=False),
         params.values,
     )
 
 
 def delete_rows(
-    table: Table, parts: QueryParts, shape: Shape, representation: bool
+    table: Table, parts: QueryParts, returning: Returning
 ) -> tuple[sql.Composable, dict[str, Any]]:
-    """``DELETE /<table>``: delete every row the filters match."""
+    """``DELETE /<table>``: delete every row the filters (and limit) pick."""
     params = Params()
-    rel = table_relation(table)
-    where = where_clause(rel, parts.conditions, params)
-    mutation = sql.SQL("WITH pgrst_source AS (DELETE FROM {}{} RETURNING {}.*)").format(
-        table.ident(), where, sql.Identifier(table.name)
+    cte, where = _picked_rows(table, parts, params)
+    using = sql.SQL(" USING pgrst_affected_rows" if limited(parts) else "")
+    mutation = sql.SQL("WITH {}pgrst_source AS (DELETE FROM {}{}{} RETURNING {}.*)").format(
+        cte, table.ident(), using, where, sql.Identifier(table.name)
     )
     return (
-        _mutation_result(
-            table, mutation, parts, params, shape, representation, with_inserted=False
-        ),
+        _mutation_result(table, mutation, params, returning, with_inserted=False),
         params.values,
     )
