@@ -121,6 +121,14 @@ def test_csv_output(geo_gateway: SupabaseGateway, geo: Client) -> None:
     )
     assert deleted.text == 'id,name\n9,"Saint-""Quote"", Town"'
 
+    # Function results too; embedding on them is not supported (PGRST200, PGRST108).
+    big = geo.rpc("big_cities", {"least_people": 2500000}).select("name").order("name").csv()
+    assert big.execute().data == "name\nOsaka\nTokyo"
+    embedded = geo.rpc("big_cities", {"least_people": 0}).select("name, countries(name)")
+    assert _error(embedded).code == "PGRST200"
+    ordered = geo.rpc("big_cities", {"least_people": 0}).order("name", foreign_table="countries")
+    assert _error(ordered).code == "PGRST108"
+
 
 def test_put_upserts_one_row_by_primary_key(geo_gateway: SupabaseGateway) -> None:
     def put(query: str, body, prefer: str = "return=representation", **headers):

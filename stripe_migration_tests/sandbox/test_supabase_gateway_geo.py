@@ -47,6 +47,8 @@ CREATE TABLE articles (
     document tsvector GENERATED ALWAYS AS (to_tsvector('english', title || ' ' || body)) STORED
 );
 CREATE TABLE bookings (id int PRIMARY KEY, room text NOT NULL, nights int4range NOT NULL);
+CREATE FUNCTION big_cities(least_people int) RETURNS SETOF cities
+LANGUAGE sql STABLE AS $$ SELECT * FROM cities WHERE population >= least_people $$;
 """
 DATA = """
 INSERT INTO continents VALUES (1, 'Europe'), (2, 'Asia');
