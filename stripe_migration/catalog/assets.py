@@ -28,7 +28,7 @@ from stripe_migration.catalog.plan import (
     plan_table,
     summarize,
 )
-from stripe_migration.catalog.report import render_report, report_metadata
+from stripe_migration.catalog.report import progress_line, render_report, report_metadata
 from stripe_migration.catalog.schema import (
     ValidationResult,
     pandera_failure_cases,
@@ -350,27 +350,15 @@ def stripe_catalog(
         # The figures as structured data, for the command line's progress (bar or plain lines:
         # it reads this metadata, never the log line) and the run's event log. One observation
         # covers the run's whole partition range, so it names no partition.
-        rate = stats.products_per_second
-        context.log_event(
-            dg.AssetObservation(
-                asset_key="stripe_products",
-                metadata={
-                    "done": stats.done,
-                    "total": stats.total,
-                    "failed": stats.failed,
-                    "products_per_second": round(rate, 2),
-                },
-            )
-        )
-        if stats.total == 0:
-            context.log.debug(f"nothing to apply, {stats.failed} failed")
-            return
-        left = stats.total - stats.done
-        eta = f"ETA {left / rate:.0f} s" if rate > 0 else "ETA unknown"
-        context.log.debug(
-            f"applied {stats.done}/{stats.total} products ({rate:.1f}/s, {eta}), "
-            f"{stats.failed} failed"
-        )
+        figures = {
+            "done": stats.done,
+            "total": stats.total,
+            "failed": stats.failed,
+            "invalid": stats.invalid,
+            "products_per_second": round(stats.products_per_second, 2),
+        }
+        context.log_event(dg.AssetObservation(asset_key="stripe_products", metadata=figures))
+        context.log.debug(progress_line(figures))
 
     try:
         stats = applying.apply_plan(

@@ -3,7 +3,7 @@
 On a terminal the apply step's progress is a bar (products done/total, products/s, ETA, the step
 running); otherwise every event at ``--log-level`` or above is one plain line on stderr, progress
 included. The progress comes as structured data, never as parsed prose: the apply step logs an
-``AssetObservation`` whose metadata holds ``done``, ``total``, ``failed`` and
+``AssetObservation`` whose metadata holds ``done``, ``total``, ``failed``, ``invalid`` and
 ``products_per_second`` (see ``progress`` in ``stripe_catalog``), and the console draws the bar or
 writes the line from those numbers. The package's Python loggers print on stderr too
 (:func:`set_log_level`), and Markdown reports on stdout (:func:`print_markdown`).
@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-#: The metadata of the apply step's progress observations (all numbers).
-PROGRESS_FIGURES = ("done", "total", "failed", "products_per_second")
+#: The metadata of the apply step's progress observations (all numbers). ``failed`` counts the
+#: rows refused by the validation and those refused by Stripe; ``invalid`` the former.
+PROGRESS_FIGURES = ("done", "total", "failed", "invalid", "products_per_second")
 
 
 def set_log_level(level: str) -> None:
@@ -190,6 +191,7 @@ class RunConsole:
             "failed": int(figures.get("failed", 0)),
             "rate": rate,
             "eta_s": eta,
+            "invalid": int(figures.get("invalid", 0)),
         }
         if self.progress is not None and self._task is not None:
             self.progress.update(
@@ -220,16 +222,11 @@ def _eta_text(eta_s: float) -> str:
 
 
 def progress_text(progress: Mapping[str, float]) -> str:
-    """The plain line of one progress figure set, e.g. ``applied 150/480 products (24.9/s, ETA
-    13 s), 0 failed``."""
-    done, total, failed = (int(progress.get(k, 0)) for k in ("done", "total", "failed"))
-    if total == 0:
-        return f"nothing to apply, {failed} failed"
-    rate = float(progress.get("rate", 0.0))
-    return (
-        f"applied {done}/{total} products ({rate:.1f}/s, {_eta_text(progress['eta_s'])}), "
-        f"{failed} failed"
-    )
+    """The plain line of one progress figure set (see
+    :func:`stripe_migration.catalog.report.progress_line`)."""
+    from stripe_migration.catalog.report import progress_line
+
+    return progress_line({**progress, "products_per_second": progress.get("rate", 0.0)})
 
 
 def print_markdown(text: str) -> None:
