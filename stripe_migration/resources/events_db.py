@@ -13,10 +13,17 @@ from typing import Any
 
 import dagster as dg
 import psycopg
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
 from stripe_migration.db.urls import libpq_url
+from stripe_migration.resources.setting_checks import checked_unless_env_var, required_text
 from stripe_migration.settings import EVENTS_DB_CONNECT_TIMEOUT_S
+
+
+def _checked_database_url(value: Any) -> str:
+    url = required_text(value, "database_url", "DATABASE_URL")
+    libpq_url(url)  # raises "not a PostgreSQL URL ..." without echoing the value
+    return url
 
 
 class EventsDatabaseResource(dg.ConfigurableResource):
@@ -38,15 +45,7 @@ class EventsDatabaseResource(dg.ConfigurableResource):
         description="Seconds to wait for a connection to PostgreSQL.",
     )
 
-    @field_validator("database_url", mode="before")
-    @classmethod
-    def _check_url(cls, value: Any) -> Any:
-        if isinstance(value, dg.EnvVar):  # resolved, and checked again, when it is used
-            return value
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("database_url is empty: set DATABASE_URL")
-        libpq_url(value)  # raises "not a PostgreSQL URL ..." without echoing the value
-        return value
+    _check_url = checked_unless_env_var("database_url", _checked_database_url)
 
     def __repr__(self) -> str:
         return f"EventsDatabaseResource(connect_timeout_s={self.connect_timeout_s})"

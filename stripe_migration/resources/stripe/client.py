@@ -30,17 +30,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import stripe
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState
 
 from stripe_migration import settings
 from stripe_migration.resources.rate_limit import Permit, RateLimiter
 from stripe_migration.resources.redaction import redact
+from stripe_migration.resources.retry import RetryPolicy
 from stripe_migration.resources.stripe import classify
 from stripe_migration.resources.stripe.errors import (
     IdempotentReplayedError,
@@ -86,26 +81,15 @@ class StripeApi:
         *,
         key_mode: KeyMode,
         allow_live: bool = False,
-        retry_attempts: int = settings.STRIPE_RETRY_ATTEMPTS,
-        retry_initial_delay_s: float = settings.STRIPE_RETRY_INITIAL_DELAY_S,
-        retry_multiplier: float = settings.STRIPE_RETRY_MULTIPLIER,
-        retry_max_delay_s: float = settings.STRIPE_RETRY_MAX_DELAY_S,
+        retry_policy: RetryPolicy,
         page_size: int = settings.STRIPE_LIST_PAGE_SIZE,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self.limiter = limiter
         self.key_mode = key_mode
         self.allow_live = allow_live
-        self.retry_attempts = retry_attempts
-        self._wait = wait_exponential_jitter(
-            multiplier=retry_initial_delay_s,
-            exp_base=retry_multiplier,
-            max=retry_max_delay_s,
-            jitter=retry_initial_delay_s,
-        )
+        self.retry_policy = retry_policy
         self.page_size = page_size
-        self._sleep = sleep
         self.stats = StripeStats()
 
     def __repr__(self) -> str:
@@ -124,7 +108,7 @@ class StripeApi:
         write = endpoint.startswith("POST ")
         if write:
             if self.key_mode in ("live", "restricted live") and not self.allow_live:
-                self.stats.record_refused_live()
+                self.stats.add(refused_live=1)
                 raise LiveModeRefused(
                     f"refused {endpoint}: the key is a {self.key_mode}-mode key and allow_live is "
                     "off. Set allow_live on StripeResource only when you mean to write to the "
@@ -155,21 +139,16 @@ class StripeApi:
                 self.limiter.record_success(permit)
                 return result
 
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, StripeApiError) and e.retryable),
-            before_sleep=self._before_sleep,
-            sleep=self._sleep,
-            reraise=True,
+        retrying = self.retry_policy.retrying(
+            lambda e: isinstance(e, StripeApiError) and e.retryable, self._before_sleep
         )
         try:
             result = retrying(attempt)
         except StripeApiError as err:
             err.attempts = retrying.statistics.get("attempt_number", 1)
-            self.stats.record_call(failed=True)
+            self.stats.add(calls=1, calls_failed=1)
             raise
-        self.stats.record_call(failed=False)
+        self.stats.add(calls=1)
         return result
 
     def _failure(
@@ -209,7 +188,7 @@ class StripeApi:
             )
         if idempotency_key and status is not None and classify.is_replayed(err):
             # The key's first request failed once executing; Stripe replays that for 24 hours.
-            self.stats.record_replayed_failure()
+            self.stats.add(replayed_failures=1)
             error_type = common["error_type"]
             return IdempotentReplayedError.from_stripe(
                 err,
@@ -227,7 +206,7 @@ class StripeApi:
             )
         if status == 429:
             scope = classify.limit_scope(err)
-            self.stats.record_rate_limited(lock_timeout=scope is None)
+            self.stats.add(rate_limited=1, lock_timeouts=int(scope is None))
             if scope is not None:
                 self.limiter.record_rate_limited(permit, scope)
         param = common["param"]
@@ -245,14 +224,14 @@ class StripeApi:
         )
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        self.stats.record_retry()
+        self.stats.add(retries=1)
         err = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         log.info(
             "%s; retry %d/%d in %.2f s",
             err,
             state.attempt_number,
-            self.retry_attempts - 1,
+            self.retry_policy.attempts - 1,
             wait,
         )
 

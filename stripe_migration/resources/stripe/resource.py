@@ -16,17 +16,23 @@ from __future__ import annotations
 import math
 import os
 import re
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 import stripe
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from stripe_migration import settings
+from stripe_migration.resources.api_client_resource import ApiClientResource
 from stripe_migration.resources.rate_limit import RateLimiter
 from stripe_migration.resources.redaction import install_stripe_log_filter, register_secret
+from stripe_migration.resources.retry import (
+    retry_attempts_field,
+    retry_initial_delay_field,
+    retry_max_delay_field,
+)
+from stripe_migration.resources.setting_checks import checked_unless_env_var, required_text
 from stripe_migration.resources.stripe.client import StripeApi, key_mode
 
 #: The API version requests are pinned to: the one stripe-python 16.1 is generated for, so the
@@ -45,7 +51,30 @@ def stripe_api_base_from_env(environ: Mapping[str, str] | None = None) -> dg.Env
     return dg.EnvVar("STRIPE_API_BASE") if env.get("STRIPE_API_BASE") else None
 
 
-class StripeResource(dg.ConfigurableResource):
+def _checked_secret_key(value: Any) -> str:
+    key = required_text(value, "secret_key", "STRIPE_SECRET_KEY")
+    if key.startswith(("pk_test_", "pk_live_")):
+        raise ValueError(
+            "secret_key is a publishable key (pk_...): the API needs a secret (sk_...) or "
+            "restricted (rk_...) key"
+        )
+    if not key.startswith(_SECRET_PREFIXES):
+        raise ValueError(
+            "secret_key does not look like a Stripe key: expected it to start with "
+            "sk_test_, sk_live_, rk_test_ or rk_live_"
+        )
+    return key
+
+
+def _checked_api_base(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError(f"api_base must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+class StripeResource(ApiClientResource):
     """Stripe, as the assets use it. Build it where Definitions are assembled::
 
         StripeResource(
@@ -61,8 +90,6 @@ class StripeResource(dg.ConfigurableResource):
     100/s account-wide and 25/s per endpoint, set ``max_requests_per_second=100`` (or a little
     less, to leave room for the live traffic of your shop) and ``allow_live=True``.
     """
-
-    model_config = ConfigDict(hide_input_in_errors=True)
 
     secret_key: str = Field(
         repr=False,
@@ -107,25 +134,15 @@ class StripeResource(dg.ConfigurableResource):
         "may call Stripe at once. Each step takes 1/pool_limit of every rate and of "
         "max_in_flight, so together they stay within the account's limits.",
     )
-    retry_attempts: int = Field(
-        default=settings.STRIPE_RETRY_ATTEMPTS,
-        ge=1,
-        description="Attempts per call, the first included.",
-    )
-    retry_initial_delay_s: float = Field(
-        default=settings.STRIPE_RETRY_INITIAL_DELAY_S,
-        gt=0,
-        description="Wait before the first retry (plus up to as much jitter).",
-    )
+    retry_attempts: int = retry_attempts_field(settings.STRIPE_RETRY_ATTEMPTS, per="call")
+    retry_initial_delay_s: float = retry_initial_delay_field(settings.STRIPE_RETRY_INITIAL_DELAY_S)
     retry_multiplier: float = Field(
         default=settings.STRIPE_RETRY_MULTIPLIER,
         ge=1,
         description="Each retry waits this many times longer than the last.",
     )
-    retry_max_delay_s: float = Field(
-        default=settings.STRIPE_RETRY_MAX_DELAY_S,
-        gt=0,
-        description="Longest wait between two attempts.",
+    retry_max_delay_s: float = retry_max_delay_field(
+        settings.STRIPE_RETRY_MAX_DELAY_S, between="two attempts"
     )
     allow_live: bool = Field(
         default=False,
@@ -133,38 +150,8 @@ class StripeResource(dg.ConfigurableResource):
         "with such a key is refused before anything is sent.",
     )
 
-    _api: StripeApi | None = PrivateAttr(default=None)
-    _api_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
-    @field_validator("secret_key", mode="before")
-    @classmethod
-    def _check_key(cls, value: Any) -> Any:
-        if isinstance(value, dg.EnvVar):  # resolved, and checked again, when the run starts
-            return value
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("secret_key is empty: set STRIPE_SECRET_KEY")
-        if value.startswith(("pk_test_", "pk_live_")):
-            raise ValueError(
-                "secret_key is a publishable key (pk_...): the API needs a secret (sk_...) or "
-                "restricted (rk_...) key"
-            )
-        if not value.startswith(_SECRET_PREFIXES):
-            raise ValueError(
-                "secret_key does not look like a Stripe key: expected it to start with "
-                "sk_test_, sk_live_, rk_test_ or rk_live_"
-            )
-        return value
-
-    @field_validator("api_base", mode="before")
-    @classmethod
-    def _check_api_base(cls, value: Any) -> Any:
-        if isinstance(value, dg.EnvVar):
-            return value
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-            raise ValueError(f"api_base must be an http(s) URL, got {value!r}")
-        return value.rstrip("/")
+    _check_key = checked_unless_env_var("secret_key", _checked_secret_key)
+    _check_api_base = checked_unless_env_var("api_base", _checked_api_base)
 
     @field_validator("api_version")
     @classmethod
@@ -174,15 +161,6 @@ class StripeResource(dg.ConfigurableResource):
                 f"api_version must look like '2026-10-28.endive' (date.release), got {value!r}"
             )
         return value
-
-    @model_validator(mode="after")
-    def _check_retry_delays(self) -> StripeResource:
-        if self.retry_max_delay_s < self.retry_initial_delay_s:
-            raise ValueError(
-                "retry_max_delay_s must be >= retry_initial_delay_s "
-                f"({self.retry_max_delay_s} < {self.retry_initial_delay_s})"
-            )
-        return self
 
     def __repr__(self) -> str:
         return (
@@ -228,24 +206,9 @@ class StripeResource(dg.ConfigurableResource):
             limiter,
             key_mode=mode,
             allow_live=self.allow_live,
-            retry_attempts=self.retry_attempts,
-            retry_initial_delay_s=self.retry_initial_delay_s,
-            retry_multiplier=self.retry_multiplier,
-            retry_max_delay_s=self.retry_max_delay_s,
+            retry_policy=self._retry_policy(multiplier=self.retry_multiplier),
         )
 
     def get_client(self) -> StripeApi:
         """The resource's :class:`StripeApi` (built on first use, then shared by all threads)."""
-        with self._api_lock:
-            if self._api is None:
-                self._api = self._build()
-            return self._api
-
-    def stats_metadata(self) -> dict[str, float | int]:
-        """The client's counters as Dagster metadata (empty before the first call)."""
-        return self._api.stats_metadata() if self._api is not None else {}
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """Close the HTTP session when the step ends."""
-        if self._api is not None:
-            self._api.close()
+        return self._shared_client(self._build)

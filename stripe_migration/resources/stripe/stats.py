@@ -43,32 +43,28 @@ class StripeStats:
             if self.last_response_at is None or ended > self.last_response_at:
                 self.last_response_at = ended
 
-    def record_call(self, failed: bool) -> None:
-        """Count one finished call (with all its attempts)."""
+    def add(
+        self,
+        *,
+        calls: int = 0,
+        calls_failed: int = 0,
+        retries: int = 0,
+        rate_limited: int = 0,
+        lock_timeouts: int = 0,
+        replayed_failures: int = 0,
+        refused_live: int = 0,
+    ) -> None:
+        """Add to the counters: finished calls (each with all its attempts) and failed ones,
+        retries, 429s (``lock_timeout`` ones also in ``lock_timeouts``), failures Stripe replayed
+        for an idempotency key (not retried), writes refused by the live-mode guard."""
         with self._lock:
-            self.calls += 1
-            self.calls_failed += int(failed)
-
-    def record_retry(self) -> None:
-        """Count one retry."""
-        with self._lock:
-            self.retries += 1
-
-    def record_rate_limited(self, lock_timeout: bool) -> None:
-        """Count one 429 (``lock_timeout`` ones separately too)."""
-        with self._lock:
-            self.rate_limited += 1
-            self.lock_timeouts += int(lock_timeout)
-
-    def record_replayed_failure(self) -> None:
-        """Count one failure Stripe replayed for an idempotency key (not retried)."""
-        with self._lock:
-            self.replayed_failures += 1
-
-    def record_refused_live(self) -> None:
-        """Count one write refused by the live-mode guard."""
-        with self._lock:
-            self.refused_live += 1
+            self.calls += calls
+            self.calls_failed += calls_failed
+            self.retries += retries
+            self.rate_limited += rate_limited
+            self.lock_timeouts += lock_timeouts
+            self.replayed_failures += replayed_failures
+            self.refused_live += refused_live
 
     @property
     def requests(self) -> int:

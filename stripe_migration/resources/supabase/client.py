@@ -23,22 +23,16 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import httpx
 from postgrest import APIError, ReturnMethod
 from supabase import Client
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState
 
 from stripe_migration import settings
+from stripe_migration.resources.retry import RetryPolicy
 from stripe_migration.resources.supabase.errors import SupabaseError, error_message
 from stripe_migration.resources.supabase.exact_json import decoded_rows
 from stripe_migration.resources.supabase.stats import SupabaseStats
@@ -55,6 +49,15 @@ FILTER_OPERATORS = frozenset(
 Filter = tuple[str, str, Any]
 
 
+class PageOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`SupabaseDb.iter_pages` that :meth:`SupabaseDb.read_table`
+    passes on: ``filters``, ``key`` and ``page_size``."""
+
+    filters: Sequence[Filter] | None
+    key: str
+    page_size: int | None
+
+
 class SupabaseDb:
     """Reads, bulk upserts and rpc calls on one supabase-py client. Thread-safe; get it from
     :meth:`SupabaseResource.get_client`."""
@@ -66,20 +69,13 @@ class SupabaseDb:
         *,
         max_rows: int = settings.SUPABASE_PAGE_SIZE,
         upsert_chunk_size: int = settings.SUPABASE_WRITE_CHUNK_SIZE,
-        retry_attempts: int = settings.SUPABASE_RETRY_ATTEMPTS,
-        retry_initial_delay_s: float = settings.SUPABASE_RETRY_INITIAL_DELAY_S,
-        retry_max_delay_s: float = settings.SUPABASE_RETRY_MAX_DELAY_S,
-        sleep: Callable[[float], None] = time.sleep,
+        retry_policy: RetryPolicy,
     ) -> None:
         self.client = client
         self._http = http_client
         self.max_rows = max_rows
         self.upsert_chunk_size = upsert_chunk_size
-        self.retry_attempts = retry_attempts
-        self._wait = wait_exponential_jitter(
-            multiplier=retry_initial_delay_s, max=retry_max_delay_s, jitter=retry_initial_delay_s
-        )
-        self._sleep = sleep
+        self.retry_policy = retry_policy
         self._status = threading.local()
         self.stats = SupabaseStats()
 
@@ -132,20 +128,15 @@ class SupabaseDb:
                     retryable=retry,
                 ) from None
 
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, SupabaseError) and e.retryable),
-            before_sleep=self._before_sleep,
-            sleep=self._sleep,
-            reraise=True,
+        retrying = self.retry_policy.retrying(
+            lambda e: isinstance(e, SupabaseError) and e.retryable, self._before_sleep
         )
         return retrying(attempt)
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.stats.add(retries=1)
         err = state.outcome.exception() if state.outcome else None
-        log.info("%s; retry %d/%d", err, state.attempt_number, self.retry_attempts - 1)
+        log.info("%s; retry %d/%d", err, state.attempt_number, self.retry_policy.attempts - 1)
 
     @staticmethod
     def _apply_filters(query: Any, filters: Sequence[Filter] | None) -> Any:
@@ -214,17 +205,12 @@ class SupabaseDb:
             last = rows[-1][key]
 
     def read_table(
-        self,
-        table: str,
-        columns: str | Sequence[str] = "*",
-        *,
-        filters: Sequence[Filter] | None = None,
-        key: str = "id",
-        page_size: int | None = None,
+        self, table: str, columns: str | Sequence[str] = "*", **options: Unpack[PageOptions]
     ) -> list[dict[str, Any]]:
-        """Every row of ``table`` matching ``filters``, read page by page (see :meth:`iter_pages`)."""
+        """Every row of ``table`` matching ``filters``, read page by page (see :meth:`iter_pages`
+        for ``options``)."""
         out: list[dict[str, Any]] = []
-        for page in self.iter_pages(table, columns, filters=filters, key=key, page_size=page_size):
+        for page in self.iter_pages(table, columns, **options):
             out.extend(page)
         return out
 

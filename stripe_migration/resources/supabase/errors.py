@@ -3,32 +3,28 @@ what the status means."""
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from postgrest import APIError
 
 
+# eq=False keeps an exception's identity comparison (and hash); repr=False keeps its repr.
+@dataclass(eq=False, repr=False)
 class SupabaseError(Exception):
     """A Supabase request failed; the message names the table (or function) and the status."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        table: str,
-        http_status: int | None = None,
-        code: str | None = None,
-        hint: str | None = None,
-        details: Any = None,
-        retryable: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.table = table
-        self.http_status = http_status
-        self.code = code
-        self.hint = hint
-        self.details = details
-        self.retryable = retryable
+    message: str
+    _: KW_ONLY
+    table: str
+    http_status: int | None = None
+    code: str | None = None
+    hint: str | None = None
+    details: Any = None
+    retryable: bool = False
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
 
 
 def error_message(table: str, status: int | None, err: APIError) -> str:

@@ -5,17 +5,23 @@ off). The key never appears in messages, logs or reprs, and is registered for re
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 import httpx
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field
 from supabase import ClientOptions, create_client
 
 from stripe_migration import settings
+from stripe_migration.resources.api_client_resource import ApiClientResource
 from stripe_migration.resources.redaction import register_secret
+from stripe_migration.resources.retry import (
+    retry_attempts_field,
+    retry_initial_delay_field,
+    retry_max_delay_field,
+)
+from stripe_migration.resources.setting_checks import checked_unless_env_var, required_text
 from stripe_migration.resources.supabase.client import SupabaseDb
 
 
@@ -29,7 +35,17 @@ def supabase_url_from_env(environ: Mapping[str, str] | None = None) -> dg.EnvVar
     return dg.EnvVar("SUPABASE_URL")
 
 
-class SupabaseResource(dg.ConfigurableResource):
+def _checked_url(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError(f"url must be the project's http(s) URL (SUPABASE_URL), got {value!r}")
+    return value.rstrip("/")
+
+
+def _checked_key(value: Any) -> str:
+    return required_text(value, "service_role_key", "SUPABASE_SERVICE_ROLE_KEY")
+
+
+class SupabaseResource(ApiClientResource):
     """Supabase's REST API (PostgREST) through supabase-py. Build it where Definitions are
     assembled::
 
@@ -38,8 +54,6 @@ class SupabaseResource(dg.ConfigurableResource):
             service_role_key=dg.EnvVar("SUPABASE_SERVICE_ROLE_KEY"),
         )
     """
-
-    model_config = ConfigDict(hide_input_in_errors=True)
 
     url: str = Field(description="Project URL, e.g. https://<ref>.supabase.co (SUPABASE_URL).")
     service_role_key: str = Field(
@@ -66,51 +80,14 @@ class SupabaseResource(dg.ConfigurableResource):
     upsert_chunk_size: int = Field(
         default=settings.SUPABASE_WRITE_CHUNK_SIZE, ge=1, description="Rows per upsert request."
     )
-    retry_attempts: int = Field(
-        default=settings.SUPABASE_RETRY_ATTEMPTS,
-        ge=1,
-        description="Attempts per request, the first included.",
+    retry_attempts: int = retry_attempts_field(settings.SUPABASE_RETRY_ATTEMPTS, per="request")
+    retry_initial_delay_s: float = retry_initial_delay_field(
+        settings.SUPABASE_RETRY_INITIAL_DELAY_S
     )
-    retry_initial_delay_s: float = Field(
-        default=settings.SUPABASE_RETRY_INITIAL_DELAY_S,
-        gt=0,
-        description="Wait before the first retry (plus up to as much jitter).",
-    )
-    retry_max_delay_s: float = Field(
-        default=settings.SUPABASE_RETRY_MAX_DELAY_S,
-        gt=0,
-        description="Longest wait between attempts.",
-    )
+    retry_max_delay_s: float = retry_max_delay_field(settings.SUPABASE_RETRY_MAX_DELAY_S)
 
-    _db: SupabaseDb | None = PrivateAttr(default=None)
-    _db_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _check_url(cls, value: Any) -> Any:
-        if isinstance(value, dg.EnvVar):
-            return value
-        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-            raise ValueError(f"url must be the project's http(s) URL (SUPABASE_URL), got {value!r}")
-        return value.rstrip("/")
-
-    @field_validator("service_role_key", mode="before")
-    @classmethod
-    def _check_key(cls, value: Any) -> Any:
-        if isinstance(value, dg.EnvVar):
-            return value
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("service_role_key is empty: set SUPABASE_SERVICE_ROLE_KEY")
-        return value
-
-    @model_validator(mode="after")
-    def _check_retry_delays(self) -> SupabaseResource:
-        if self.retry_max_delay_s < self.retry_initial_delay_s:
-            raise ValueError(
-                "retry_max_delay_s must be >= retry_initial_delay_s "
-                f"({self.retry_max_delay_s} < {self.retry_initial_delay_s})"
-            )
-        return self
+    _check_url = checked_unless_env_var("url", _checked_url)
+    _check_key = checked_unless_env_var("service_role_key", _checked_key)
 
     def __repr__(self) -> str:
         return f"SupabaseResource(url={self.url!r}, max_rows={self.max_rows})"
@@ -142,25 +119,11 @@ class SupabaseResource(dg.ConfigurableResource):
             http_client,
             max_rows=self.max_rows,
             upsert_chunk_size=self.upsert_chunk_size,
-            retry_attempts=self.retry_attempts,
-            retry_initial_delay_s=self.retry_initial_delay_s,
-            retry_max_delay_s=self.retry_max_delay_s,
+            retry_policy=self._retry_policy(),
         )
         holder.append(db)
         return db
 
     def get_client(self) -> SupabaseDb:
         """The resource's :class:`SupabaseDb` (built on first use, then shared by all threads)."""
-        with self._db_lock:
-            if self._db is None:
-                self._db = self._build()
-            return self._db
-
-    def stats_metadata(self) -> dict[str, int]:
-        """The client's counters as Dagster metadata (empty before the first request)."""
-        return self._db.stats_metadata() if self._db is not None else {}
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """Close the HTTP connections when the step ends."""
-        if self._db is not None:
-            self._db.close()
+        return self._shared_client(self._build)

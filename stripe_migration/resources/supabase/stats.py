@@ -54,9 +54,3 @@ def _table_of(url: str) -> str:
     path = urlsplit(url).path
     marker = "/rest/v1/"
     return path.split(marker, 1)[1] if marker in path else path
-
-
-def _table_of(url: str) -> str:
-    path = urlsplit(url).path
-    marker = "/rest/v1/"
-    return path.split(marker, 1)[1] if marker in path else path
