@@ -118,6 +118,11 @@ def events_reprocess_dead(event_ids: tuple[str, ...]) -> None:
         raise SystemExit(1)
 
 
+def _optional_int(name: str, minimum: int, help_text: str):
+    """An optional whole-number option of at least ``minimum``; absent, the setting decides."""
+    return click.option(name, default=None, type=click.IntRange(min=minimum), help=help_text)
+
+
 def _run(job_name: str, run_config: dict[str, Any] | None = None):
     """Run one of the events' jobs on the instance; a failed run stops the command."""
     from stripe_migration.cli.runner import (
@@ -145,11 +150,10 @@ def _run(job_name: str, run_config: dict[str, Any] | None = None):
     type=click.IntRange(min=1),
     help="Stop after this many batches (runs) even if events are still ready.",
 )
-@click.option(
+@_optional_int(
     "--batch-size",
-    default=None,
-    type=click.IntRange(min=1),
-    help=f"Events per batch [default: STRIPE_EVENTS_BATCH_SIZE or {EVENTS_BATCH_SIZE}].",
+    1,
+    f"Events per batch [default: STRIPE_EVENTS_BATCH_SIZE or {EVENTS_BATCH_SIZE}].",
 )
 def events_process(max_batches: int, batch_size: int | None) -> None:
     """Process the events ready now, one process_stripe_events run per batch, until none is
@@ -182,18 +186,14 @@ def events_process(max_batches: int, batch_size: int | None) -> None:
 
 
 @events.command("archive")
-@click.option(
+@_optional_int(
     "--retention-days",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Archive events older than this "
-    f"[default: STRIPE_EVENTS_RETENTION_DAYS or {EVENTS_RETENTION_DAYS}].",
+    1,
+    f"Archive events older than this [default: STRIPE_EVENTS_RETENTION_DAYS or "
+    f"{EVENTS_RETENTION_DAYS}].",
 )
-@click.option(
-    "--batch-size",
-    default=None,
-    type=click.IntRange(min=1),
-    help=f"Events moved per transaction [default: {EVENTS_ARCHIVE_BATCH_SIZE}].",
+@_optional_int(
+    "--batch-size", 1, f"Events moved per transaction [default: {EVENTS_ARCHIVE_BATCH_SIZE}]."
 )
 def events_archive(retention_days: int | None, batch_size: int | None) -> None:
     """Move events older than the retention to stripe_events_archive (archive_stripe_events)."""
@@ -216,12 +216,10 @@ def events_archive(retention_days: int | None, batch_size: int | None) -> None:
 
 
 @events.command("fill-gaps")
-@click.option(
+@_optional_int(
     "--since",
-    default=None,
-    type=click.IntRange(min=0),
-    help="Unix time to list Stripe's events from [default: the newest stored event minus the "
-    "overlap].",
+    0,
+    "Unix time to list Stripe's events from [default: the newest stored event minus the overlap].",
 )
 def events_fill_gaps(since: int | None) -> None:
     """Store the events Stripe has and the table lacks (fill_stripe_event_gaps): what the
