@@ -6,7 +6,8 @@
   migration; the next plan sees the drift and decides.
 - ``invoice.payment_failed`` and ``payment_intent.payment_failed`` add a row to
   ``payment_recovery_attempts``.
-- Any other type is ignored, which is not an error.
+- Any other type is ignored, which is not an error; the outcome's detail says so ("no handler
+  for event type 'customer.created'; ignored") and is stored with the attempt.
 
 Every handler is idempotent (same event twice, same result) and order-safe: drift is kept per Stripe
 object kind ("product", "price") with the ``created`` time of the event it came from, and an event
@@ -69,7 +70,7 @@ def handle_event(conn: psycopg.Connection, event: Mapping[str, Any]) -> HandlerO
         return reconcile_price(conn, event)
     if event_type in PAYMENT_FAILURE_TYPES:
         return record_payment_failure(conn, event)
-    return HandlerOutcome("ignored", f"no handler for {event_type}")
+    return HandlerOutcome("ignored", f"no handler for event type {event_type!r}; ignored")
 
 
 # --- helpers -----------------------------------------------------------------------------------

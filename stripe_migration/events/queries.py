@@ -391,8 +391,9 @@ def record_processed(
     conn: psycopg.Connection, batch_id: str, event: ClaimedEvent, status: str, detail: str
 ) -> None:
     """Close the event's attempt with ``status``, mark the event processed with its outcome, and
-    count it on its batch."""
-    finish_attempt(conn, event, status, None)
+    count it on its batch. An ``ignored`` attempt keeps ``detail`` (why nothing was done) in its
+    ``error_message``, the attempts' only text column; a ``succeeded`` one has none."""
+    finish_attempt(conn, event, status, detail if status == "ignored" else None)
     conn.execute(
         """
         UPDATE stripe_events

@@ -293,7 +293,9 @@ def test_failed_payments_become_recovery_attempts_once(conn: psycopg.Connection)
 
 def test_other_types_are_ignored(conn: psycopg.Connection) -> None:
     event = {"id": "evt_1", "type": "customer.created", "created": T0, "data": {"object": {}}}
-    assert handle(conn, event) == HandlerOutcome("ignored", "no handler for customer.created")
+    assert handle(conn, event) == HandlerOutcome(
+        "ignored", "no handler for event type 'customer.created'; ignored"
+    )
 
 
 @pytest.mark.parametrize(

@@ -99,10 +99,15 @@ def test_batch_is_recorded_and_events_processed(conn: psycopg.Connection, migrat
         (batch_id,),
     ).fetchone() == ("completed", 3, 3, 0, True)
     assert attempts(conn, "evt_a") == [(1, "succeeded", None)]
-    assert attempts(conn, "evt_c") == [(1, "ignored", None)]
+    # An ignored attempt says why; a succeeded one has nothing to say.
+    reason = "no handler for event type 'customer.created'; ignored"
+    assert attempts(conn, "evt_c") == [(1, "ignored", reason)]
     assert conn.execute(
         "SELECT count(*) FROM stripe_events WHERE processed_at IS NOT NULL AND metadata ? 'outcome'"
     ).fetchone() == (3,)
+    assert conn.execute(
+        "SELECT metadata->>'outcome', metadata->>'detail' FROM stripe_events WHERE event_id = 'evt_c'"
+    ).fetchone() == ("ignored", reason)
     assert conn.execute("SELECT count(*) FROM payment_recovery_attempts").fetchone() == (2,)
     assert claim_batch(conn, 10, 3, 0) == (None, [])
     assert pending_counts(conn, 3) == pending_counts(conn, 3).__class__(0, 0, 0, 0, None)
