@@ -25,7 +25,8 @@ process_stripe_events = dg.define_asset_job(
     selection=dg.AssetSelection.assets("stripe_events"),
     tags={EVENTS_RUN_TAG: PROCESS_TAG_VALUE},
     description="Claim one batch of pending Stripe events and process it, every attempt "
-    "recorded; then check for dead events. Launched by stripe_events_sensor.",
+    "recorded; then check the batch (batch_processed_cleanly: WARN when some events failed, "
+    "ERROR and a failed run when all did) and for dead events. Launched by stripe_events_sensor.",
 )
 
 archive_stripe_events = dg.define_asset_job(

@@ -10,7 +10,10 @@ How an event moves (the SQL of each step is in ``queries.py``):
 2. :func:`process_batch` handles each event in its own transaction: it locks the event, checks that
    its attempt is still the newest and still ``started``, runs the handler in a savepoint, and
    commits the handler's writes together with the attempt's result and ``processed_at``. A handler
-   error rolls back to the savepoint and is recorded on the attempt.
+   error rolls back to the savepoint and is recorded on the attempt. The handler's detail goes to
+   the event's ``metadata`` (``outcome``, ``detail``); an ``ignored`` attempt also keeps it as its
+   ``error_message``, the reason nothing was done (an unknown type: "no handler for event type
+   'customer.created'; ignored"), so the attempt history says why wherever it goes (archive too).
 
 A crash anywhere leaves every event either processed (its writes and ``processed_at`` committed
 together) or with a ``started`` attempt that expires after the retry delay; the next claim marks
@@ -24,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -40,9 +43,19 @@ Handler = Callable[[psycopg.Connection, Mapping[str, Any]], HandlerOutcome]
 MAX_ERROR_CHARS = 1000
 
 
+class FailedEvent(NamedTuple):
+    """An event whose handler raised in a batch: its attempt's number and recorded error."""
+
+    event_id: str
+    attempt_number: int
+    error: str
+
+
 @dataclass(frozen=True)
 class BatchResult:
-    """What :func:`process_batch` did with a batch."""
+    """What :func:`process_batch` did with a batch; ``status`` is the batch's as recorded by
+    ``queries.close_batch``: ``completed`` (nothing failed), ``partial`` (some events failed, some
+    were processed) or ``failed`` (events failed and none was processed)."""
 
     batch_id: str
     status: str
@@ -52,7 +65,7 @@ class BatchResult:
     failed: int
     skipped: int
     duration_s: float
-    errors: tuple[tuple[str, str], ...] = field(default=())
+    errors: tuple[FailedEvent, ...] = field(default=())
 
     @property
     def processed(self) -> int:
@@ -123,12 +136,12 @@ def process_batch(
     """
     started = time.monotonic()
     counts = {"succeeded": 0, "ignored": 0, "failed": 0, "skipped": 0}
-    errors: list[tuple[str, str]] = []
+    errors: list[FailedEvent] = []
     for event in events:
         status, detail = _process_one(conn, batch_id, event, handler)
         counts[status] += 1
         if status == "failed":
-            errors.append((event.event_id, detail or ""))
+            errors.append(FailedEvent(event.event_id, event.attempt_number, detail or ""))
     return BatchResult(
         batch_id=batch_id,
         status=queries.close_batch(conn, batch_id),

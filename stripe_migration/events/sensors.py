@@ -7,7 +7,9 @@ that job are queued or running. A batch's run key is a digest of its events and 
 counts plus the retry-delay window it was launched in: the same pending state is launched once per
 window (Dagster skips a run key it has seen), and the cursor remembers the digests launched in
 the last window so a window boundary does not launch it twice either. A run that claimed nothing
-(another run was faster) is harmless; it records no batch.
+(another run was faster) is harmless; it records no batch. A run whose batch failed whole ends
+``FAILURE`` (``batch_processed_cleanly``) after recording its attempts: it is no longer in flight,
+and its events, their attempt counts changed, make a new digest once their retry delay has passed.
 """
 
 import hashlib

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from stripe_migration.cli import main
 from stripe_migration.events.assets import stripe_events
-from stripe_migration.events.checks import no_dead_events
+from stripe_migration.events.checks import batch_processed_cleanly, no_dead_events
 from stripe_migration.events.jobs import process_stripe_events
 from stripe_migration.events.sensors import stripe_events_sensor
 from stripe_migration.webhook.signature import sign
@@ -113,7 +113,7 @@ def test_a_product_edited_in_stripe_reaches_the_cms_row_through_the_sensor(
     [request] = result.run_requests
     defs = dg.Definitions(
         assets=[stripe_events],
-        asset_checks=[no_dead_events],
+        asset_checks=[no_dead_events, batch_processed_cleanly],
         jobs=[process_stripe_events],
         sensors=[stripe_events_sensor],
         resources=events_db,
@@ -215,13 +215,14 @@ def test_reprocess_dead_gives_dead_events_new_attempts_and_keeps_their_history(
     events_db = event_resources(migrated_db, max_attempts=2)
     defs = dg.Definitions(
         assets=[stripe_events],
-        asset_checks=[no_dead_events],
+        asset_checks=[no_dead_events, batch_processed_cleanly],
         jobs=[process_stripe_events],
         resources=events_db,
     )
     env = {"DATABASE_URL": migrated_db, "STRIPE_EVENTS_MAX_ATTEMPTS": "2"}
-    for _ in range(2):
-        run(defs, instance, tick(instance, events_db).run_requests[0])
+    # The first batch is partial; the second holds the two broken events alone: the run fails.
+    for succeeds in (True, False):
+        run(defs, instance, tick(instance, events_db).run_requests[0], success=succeeds)
         age_attempts(migrated_db, 301)
     assert not tick(instance, events_db).run_requests
 
@@ -249,7 +250,7 @@ def test_reprocess_dead_gives_dead_events_new_attempts_and_keeps_their_history(
 
     # The sensor retries it (and only it); the new attempt is numbered 1 again.
     [request] = tick(instance, events_db).run_requests
-    result = run(defs, instance, request)
+    result = run(defs, instance, request, success=False)  # still broken, alone in its batch
     assert (
         result.asset_materializations_for_node("stripe_events")[0].metadata["event_count"].value
         == 1

@@ -143,6 +143,11 @@ def test_failing_handler_is_retried_after_the_delay_and_gives_up(
         (1, 1, 0, "failed"),
     ]
     assert calls == {"evt_bad": 3, "evt_flaky": 2}
+    assert [(e.event_id, e.attempt_number) for e in batches[0].errors] == [
+        ("evt_bad", 1),
+        ("evt_flaky", 1),
+    ]
+    assert [(e.event_id, e.attempt_number) for e in batches[2].errors] == [("evt_bad", 3)]
     assert [a[:2] for a in attempts(conn, "evt_flaky")] == [(1, "failed"), (2, "succeeded")]
     bad = attempts(conn, "evt_bad")
     assert [a[:2] for a in bad] == [(1, "failed"), (2, "failed"), (3, "failed")]
