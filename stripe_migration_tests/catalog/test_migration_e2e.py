@@ -65,6 +65,7 @@ def test_first_run_creates_one_product_and_price_per_valid_row(migration) -> Non
     assert report["failed"].value == len(failed)
 
 
+@pytest.mark.slow  # several runs; the fast tier keeps the first run and the dry run
 def test_second_run_makes_no_write(migration) -> None:
     _seed(migration, 200)
     assert migration.run().success
@@ -76,6 +77,7 @@ def test_second_run_makes_no_write(migration) -> None:
     assert plan["planned_writes"].value == 0
 
 
+@pytest.mark.slow  # several runs; the fast tier keeps the first run and the dry run
 def test_changes_make_exactly_those_updates_and_deactivate_old_prices(migration) -> None:
     _seed(migration, 200, bad_fraction=0.0)
     assert migration.run().success
@@ -121,6 +123,7 @@ def test_dry_run_writes_nothing_and_shows_the_plan(migration) -> None:
     assert "create" in plan["changes"].value
 
 
+@pytest.mark.slow  # several runs; the fast tier keeps the first run and the dry run
 def test_forced_resync_repairs_a_product_edited_in_stripe(migration) -> None:
     _seed(migration, 50, bad_fraction=0.0)
     assert migration.run().success
@@ -148,6 +151,7 @@ def test_forced_resync_repairs_a_product_edited_in_stripe(migration) -> None:
     assert migration.writes() - writes == 1
 
 
+@pytest.mark.slow  # several runs; the fast tier keeps the first run and the dry run
 def test_rollback_restores_supabase_and_archives_in_stripe(migration) -> None:
     _seed(migration, 60)
     before = {str(r["id"]): r for r in migration.rows()}
@@ -176,6 +180,7 @@ def test_rollback_restores_supabase_and_archives_in_stripe(migration) -> None:
     assert {r["stripe_product_id"] for r in synced} <= active
 
 
+@pytest.mark.slow  # several runs; the fast tier keeps the first run and the dry run
 def test_rollback_of_a_later_run_restores_its_integer_sync_columns(migration) -> None:
     _seed(migration, 20, bad_fraction=0.0)
     assert migration.run().success

@@ -238,6 +238,7 @@ def test_dry_run_then_migrate_then_rollback(cli_env, emulator) -> None:
     assert all(r["stripe_product_id"] is None for r in _rows(database_url))
 
 
+@pytest.mark.slow  # several runs; the fast tier keeps dry run, migrate and rollback
 def test_dry_run_output_holds_every_change_of_every_partition_range(cli_env, tmp_path) -> None:
     valid, bad = _seed(cli_env["DATABASE_URL"], 60)
     target = tmp_path / "plan.csv"
@@ -271,6 +272,7 @@ def test_dry_run_output_holds_every_change_of_every_partition_range(cli_env, tmp
     assert refused.exit_code == 2 and "name a .csv or a .json file" in refused.stderr
 
 
+@pytest.mark.slow  # several runs; the fast tier keeps dry run, migrate and rollback
 def test_migrate_some_partitions_only(cli_env) -> None:
     database_url = cli_env["DATABASE_URL"]
     _seed(database_url, 80, bad_fraction=0.0)
@@ -291,6 +293,7 @@ def test_migrate_some_partitions_only(cli_env) -> None:
     assert summary["failed_checks"] == []
 
 
+@pytest.mark.slow  # several runs; the fast tier keeps dry run, migrate and rollback
 def test_blocking_check_failure_exits_1_and_force_resync_repairs(cli_env, emulator) -> None:
     _seed(cli_env["DATABASE_URL"], 20, bad_fraction=0.0)
     bucket = f"{_rows(cli_env['DATABASE_URL'])[0]['sync_partition']:02d}"
@@ -334,6 +337,7 @@ def test_rollback_of_an_unknown_run_is_refused(cli_env) -> None:
     assert "no migration run 00000000-" in _one_line_error(result)
 
 
+@pytest.mark.slow  # several runs; the fast tier keeps dry run, migrate and rollback
 def test_rollback_of_everything_lists_the_runs_and_asks_first(cli_env) -> None:
     database_url = cli_env["DATABASE_URL"]
     _seed(database_url, 6, bad_fraction=0.0)
@@ -351,6 +355,7 @@ def test_rollback_of_everything_lists_the_runs_and_asks_first(cli_env) -> None:
     assert all(r["stripe_product_id"] for r in _rows(database_url))  # nothing rolled back
 
 
+@pytest.mark.slow  # several runs; the fast tier keeps dry run, migrate and rollback
 def test_rollback_by_the_short_id_the_ui_shows(cli_env, emulator) -> None:
     database_url = cli_env["DATABASE_URL"]
     _seed(database_url, 8, bad_fraction=0.0)

@@ -15,7 +15,7 @@ from stripe_migration_tests.cli.test_migrate_cli import (  # noqa: F401 (fixture
     dagster_pg_url,
 )
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def test_rows_refused_by_stripe_fail_the_command_with_the_count_and_an_example(

@@ -42,7 +42,7 @@ from stripe_migration_tests.reliability.harness import (
 #: Kills of the long suite: 5 in CI, more by hand (``RELIABILITY_KILLS=50``).
 KILLS = int(os.environ.get("RELIABILITY_KILLS", "5"))
 
-pytestmark = pytest.mark.timeout(300 + 40 * KILLS)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300 + 40 * KILLS)]
 
 #: Slow enough that a run's apply phase lasts a few seconds, fast enough for CI.
 EMULATOR_SETTINGS = {
@@ -188,7 +188,6 @@ def kill_somehow(
     return kill_after_delay(process, rng.uniform(0.2, 1.2) * run_s)
 
 
-@pytest.mark.slow
 def test_killed_k_times_with_edits_in_between_then_finished(
     sandbox: MigrationSandbox, record_property: Any
 ) -> None:

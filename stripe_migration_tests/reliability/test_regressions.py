@@ -14,7 +14,7 @@ import pytest
 from stripe_migration.catalog.stripe_payloads import price_lookup_key
 from stripe_migration.sandbox.sample_data import generate_products, insert_products
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def _migrate(migration: Any, n: int = 6) -> list[dict[str, Any]]:

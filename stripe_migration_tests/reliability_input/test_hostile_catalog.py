@@ -43,7 +43,7 @@ from stripe_migration.resources.supabase.exact_json import JsonFloat
 from stripe_migration_tests.fixtures.migration import Migration
 from stripe_migration_tests.fixtures.supabase_gateway import SupabaseGateway, truncate_data_tables
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 EXAMPLES = 3
 """Generated batches, after the explicit one holding every named hostile value once."""

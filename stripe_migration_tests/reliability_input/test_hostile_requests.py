@@ -243,6 +243,7 @@ def _numbers_exact(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal, parse_int=Decimal)
 
 
+@pytest.mark.slow  # fuzzing; the fast tier keeps the recorded crashers
 def test_fuzzed_webhooks_never_get_a_500_nor_store_an_unsigned_event(
     receiver: ReceiverProcess, migrated_db: str
 ) -> None:
@@ -538,6 +539,7 @@ def _no_matching_rows(results: Any) -> Any:
     return results
 
 
+@pytest.mark.slow  # fuzzing; the fast tier keeps the recorded crashers
 def test_fuzzed_gateway_requests_never_get_a_500_nor_touch_the_data(
     seeded_gateway: SupabaseGateway,
 ) -> None:

@@ -312,6 +312,7 @@ def environment(values: dict[str, str]) -> Iterator[None]:
         yield
 
 
+@pytest.mark.slow  # every component started and failed; resources/test_redaction.py is the fast tier's
 def test_no_component_shows_a_key_even_when_failing(
     stack: Stack,
     capfd: pytest.CaptureFixture[str],

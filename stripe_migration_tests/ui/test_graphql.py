@@ -19,7 +19,7 @@ from stripe_migration_tests.ui.conftest import (
     SeededCatalog,
 )
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CATALOG_ASSETS = {
     "supabase_products",
