@@ -5,6 +5,7 @@ import dagster as dg
 from stripe_migration.catalog import assets as catalog_assets
 from stripe_migration.catalog import checks as catalog_checks
 from stripe_migration.catalog.jobs import migrate_catalog, plan_catalog, preflight, rollback_catalog
+from stripe_migration.catalog.sensors import catalog_sync_sensor
 from stripe_migration.events import assets as events_assets
 from stripe_migration.events import checks as events_checks
 from stripe_migration.events.jobs import (
@@ -34,7 +35,7 @@ defs = dg.Definitions(
         archive_stripe_events,
         fill_stripe_event_gaps,
     ],
-    sensors=[stripe_events_sensor],
+    sensors=[catalog_sync_sensor, stripe_events_sensor],
     schedules=[stripe_events_archive_daily, stripe_event_gaps_hourly],
     resources={
         "stripe": stripe_resource_from_env(),

@@ -38,6 +38,12 @@ MAX_UNIT_AMOUNT_CENTS = 99_999_999
 #: Run tag that turns a run (or a backfill's runs) into a forced resync.
 FORCE_RESYNC_TAG = "stripe_migration/force_resync"
 
+#: The variable that starts the catalogue sensor (continuous sync) by default: off unless set, as
+#: every run it launches writes to the Stripe account the key opens; ``sandbox up`` sets it.
+CATALOG_AUTO_SYNC_ENV = "STRIPE_CATALOG_AUTO_SYNC"
+#: Seconds between two ticks of the catalogue sensor (one database query each).
+CATALOG_SENSOR_INTERVAL_S = 30
+
 # --- Stripe (the StripeResource's defaults) -----------------------------------------------------
 
 #: Stripe's published limits: per account (sandbox 25/s; live 100/s, set it with a live key) and
@@ -149,3 +155,10 @@ def read_env(
         for name, (field, kind) in table.items()
         if env.get(name, "").strip()
     }
+
+
+def catalog_auto_sync(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``STRIPE_CATALOG_AUTO_SYNC`` asks for the catalogue sensor to run (default: no)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(CATALOG_AUTO_SYNC_ENV, "").strip()
+    return bool(raw) and _parse(CATALOG_AUTO_SYNC_ENV, raw, bool)

@@ -128,6 +128,9 @@ class PlannedAction:
     metadata_keys_unknown: bool = False
     #: True when the plan compared the row with Stripe's actual state (forced resync, interrupted).
     compared_with_stripe: bool = False
+    #: The CMS version (``updated_at``) of a row refused by the validation, which has no
+    #: ``product``: recorded like a synced row's, so that only an edit makes it work again.
+    invalid_version: str | None = None
 
     @property
     def updates_product(self) -> bool:

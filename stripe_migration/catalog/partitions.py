@@ -21,3 +21,23 @@ catalog_backfill_policy = dg.BackfillPolicy.single_run()
 def partition_buckets(partition_keys: list[str] | tuple[str, ...]) -> list[int]:
     """The ``products.sync_partition`` values of the given partition keys."""
     return sorted(int(key) for key in partition_keys)
+
+
+def contiguous_ranges(buckets: list[int] | set[int]) -> list[tuple[str, str]]:
+    """The buckets as contiguous (start, end) partition-key ranges, in order: ``{3, 4, 5, 9}`` →
+    ``[("03", "05"), ("09", "09")]``. Each range is one run."""
+    ranges: list[tuple[str, str]] = []
+    for bucket in sorted(buckets):
+        if ranges and int(ranges[-1][1]) == bucket - 1:
+            ranges[-1] = (ranges[-1][0], f"{bucket:02d}")
+        else:
+            ranges.append((f"{bucket:02d}", f"{bucket:02d}"))
+    return ranges
+
+
+def partition_tags(start: str, end: str) -> dict[str, str]:
+    """The run tags of a single run over the partitions ``start``..``end``."""
+    return {
+        "dagster/asset_partition_range_start": start,
+        "dagster/asset_partition_range_end": end,
+    }

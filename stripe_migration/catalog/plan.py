@@ -353,9 +353,22 @@ def build_plan(
     ]
     for row in _rows(invalid):
         cms_id = opt_str(row.get("id"))
-        plan.append(PlannedAction(cms_id, Action.INVALID, (str(row.get("reason") or "invalid"),)))
+        version = row.get("updated_at")
+        plan.append(
+            PlannedAction(
+                cms_id,
+                Action.INVALID,
+                (str(row.get("reason") or "invalid"),),
+                invalid_version=None if is_missing(version) else _version_text(version),
+            )
+        )
     plan.extend(plan_deletion(deletion) for deletion in deleted)
     return plan
+
+
+def _version_text(value: Any) -> str:
+    """A CMS version (``updated_at``) as the checkpoint stores it: ISO text."""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def bookkeeping(row: Mapping[str, Any]) -> tuple[Any, ...]:

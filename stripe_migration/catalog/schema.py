@@ -94,8 +94,9 @@ VALID_COLUMNS: tuple[str, ...] = (
     *PASSTHROUGH_COLUMNS,
 )
 
-#: Columns of the invalid frame.
-INVALID_COLUMNS: tuple[str, ...] = ("id", "reason")
+#: Columns of the invalid frame: the row's id, why it was refused, and the CMS version refused
+#: (its ``updated_at``, recorded as the row's ``synced_version``: an edit makes the row new work).
+INVALID_COLUMNS: tuple[str, ...] = ("id", "reason", "updated_at")
 
 _VALID_DTYPES: dict[str, str] = {
     "id": "str",
@@ -336,7 +337,13 @@ def validate_products(
     for row in _records(df):
         try:
             if not isinstance(row, Mapping):
-                invalid.append({"id": None, "reason": "row: is not a mapping of column values"})
+                invalid.append(
+                    {
+                        "id": None,
+                        "reason": "row: is not a mapping of column values",
+                        "updated_at": None,
+                    }
+                )
                 continue
             product, reasons = validate_row(row, rules)
         except Exception as exc:  # one odd row must not stop the run
@@ -345,14 +352,21 @@ def validate_products(
             product, reasons = None, ["id: appears more than once"]
         if product is None:
             raw_id = row.get("id") if isinstance(row, Mapping) else None
+            version = row.get("updated_at") if isinstance(row, Mapping) else None
             invalid.append(
-                {"id": None if is_missing(raw_id) else str(raw_id), "reason": "; ".join(reasons)}
+                {
+                    "id": None if is_missing(raw_id) else str(raw_id),
+                    "reason": "; ".join(reasons),
+                    "updated_at": None if is_missing(version) else version,
+                }
             )
             continue
         seen.add(product["id"])
         valid.append(product)
     return ValidationResult(
         valid=_frame(valid, VALID_COLUMNS, _VALID_DTYPES),
-        invalid=_frame(invalid, INVALID_COLUMNS, {"id": "object", "reason": "str"}),
+        invalid=_frame(
+            invalid, INVALID_COLUMNS, {"id": "object", "reason": "str", "updated_at": "object"}
+        ),
         rules=rules,
     )

@@ -123,7 +123,7 @@ def error_text(exc: BaseException) -> str:
 def _version(item: PlannedAction) -> str | None:
     value = (item.product or {}).get("updated_at")
     if value is None:
-        return None
+        return item.invalid_version
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 

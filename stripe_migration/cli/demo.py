@@ -28,10 +28,10 @@ from types import FrameType
 
 import click
 
+from stripe_migration.catalog.partitions import partition_tags
 from stripe_migration.cli import main
 from stripe_migration.cli.console import LOG_LEVELS, RunConsole, print_markdown, set_log_level
 from stripe_migration.cli.errors import EXIT_INTERRUPTED, CommandFailed
-from stripe_migration.cli.partitions import partition_tags
 from stripe_migration.cli.report import report_line
 from stripe_migration.cli.runner import (
     dagster_instance,

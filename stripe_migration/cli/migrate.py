@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from stripe_migration.catalog.partitions import partition_tags
 from stripe_migration.cli import main
 from stripe_migration.cli.console import LOG_LEVELS, RunConsole, print_markdown, set_log_level
 from stripe_migration.cli.errors import (
@@ -23,7 +24,7 @@ from stripe_migration.cli.errors import (
     EXIT_RUN_FAILED,
     CommandFailed,
 )
-from stripe_migration.cli.partitions import parse_partitions, partition_tags
+from stripe_migration.cli.partitions import parse_partitions
 from stripe_migration.cli.report import combine_reports, plan_text, report_line, rollback_summary
 from stripe_migration.cli.runner import (
     RunOutcome,

@@ -1,5 +1,4 @@
-"""Which catalogue partitions a command runs: ``--partition`` values as contiguous ranges, and a
-range as the tags of one run."""
+"""Which catalogue partitions a command runs: ``--partition`` values as contiguous ranges."""
 
 from __future__ import annotations
 
@@ -7,6 +6,8 @@ import re
 from collections.abc import Sequence
 
 import click
+
+from stripe_migration.catalog.partitions import contiguous_ranges
 
 
 def parse_partitions(values: Sequence[str], count: int) -> list[tuple[str, str]]:
@@ -32,19 +33,4 @@ def parse_partitions(values: Sequence[str], count: int) -> list[tuple[str, str]]
                 f"{raw!r}: partitions are 00 to {count - 1:02d}", param_hint="--partition"
             )
         keys.update(range(start, end + 1))
-    ordered = sorted(keys)
-    ranges: list[tuple[str, str]] = []
-    for key in ordered:
-        if ranges and int(ranges[-1][1]) == key - 1:
-            ranges[-1] = (ranges[-1][0], f"{key:02d}")
-        else:
-            ranges.append((f"{key:02d}", f"{key:02d}"))
-    return ranges
-
-
-def partition_tags(start: str, end: str) -> dict[str, str]:
-    """The run tags of a single run over the partitions ``start``..``end``."""
-    return {
-        "dagster/asset_partition_range_start": start,
-        "dagster/asset_partition_range_end": end,
-    }
+    return contiguous_ranges(keys)

@@ -31,6 +31,7 @@ ENV_KEYS = (
     "STRIPE_WEBHOOK_SECRET",
     "DATABASE_URL",
     "DAGSTER_PG_URL",
+    "STRIPE_CATALOG_AUTO_SYNC",
 )
 
 
@@ -135,6 +136,8 @@ def sandbox_up(directory: Path | str = ".", env_file: Path | str | None = None) 
             "STRIPE_WEBHOOK_SECRET": webhook_secret,
             "DATABASE_URL": app_url,
             "DAGSTER_PG_URL": dagster_url,
+            # Continuous sync on: the sandbox's Stripe is the emulator.
+            "STRIPE_CATALOG_AUTO_SYNC": "true",
         },
     )
     _state_path(directory).write_text(json.dumps(asdict(state), indent=2))

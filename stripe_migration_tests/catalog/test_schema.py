@@ -293,7 +293,16 @@ def test_settings_can_narrow_currencies() -> None:
 def test_duplicate_ids_keep_the_first() -> None:
     result = validate_products([row(name="first"), row(name="second")])
     assert result.valid["name"].tolist() == ["first"]
-    assert result.invalid.to_dict("records") == [{"id": ID, "reason": "id: appears more than once"}]
+    assert result.invalid.to_dict("records") == [
+        {"id": ID, "reason": "id: appears more than once", "updated_at": None}
+    ]
+
+
+def test_a_refused_row_keeps_the_cms_version_it_was_refused_at() -> None:
+    # Recorded as its synced_version: only an edit makes the row work for the sensor again.
+    version = "2026-12-03T09:00:00.123456+00:00"
+    result = validate_products([row(price="abc", updated_at=version)])
+    assert result.invalid.to_dict("records")[0]["updated_at"] == version
 
 
 def test_sync_state_is_carried_through() -> None:

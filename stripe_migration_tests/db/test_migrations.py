@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from stripe_migration.db import migrations
 
-VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
+VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"]
 
 
 def _tables(url: str) -> set[str]:
@@ -46,7 +46,7 @@ def test_upgrade_from_empty_to_latest(empty_db: str) -> None:
 def test_upgrade_to_a_given_version_then_the_rest(empty_db: str) -> None:
     assert migrations.upgrade(empty_db, to="1.1.0") == ["1.0.0", "1.1.0"]
     assert "stripe_event_batches" not in _tables(empty_db)
-    assert migrations.upgrade(empty_db) == ["1.2.0", "1.3.0", "1.4.0"]
+    assert migrations.upgrade(empty_db) == ["1.2.0", "1.3.0", "1.4.0", "1.5.0"]
 
 
 def test_downgrade_to_1_0_0_and_back_keeps_rows(empty_db: str) -> None:
@@ -66,7 +66,13 @@ def test_downgrade_to_1_0_0_and_back_keeps_rows(empty_db: str) -> None:
         )
         assert conn.execute("SELECT archive_old_events('180 days')").fetchone()[0] == 1
 
-    assert migrations.downgrade(empty_db, to="1.0.0") == ["1.4.0", "1.3.0", "1.2.0", "1.1.0"]
+    assert migrations.downgrade(empty_db, to="1.0.0") == [
+        "1.5.0",
+        "1.4.0",
+        "1.3.0",
+        "1.2.0",
+        "1.1.0",
+    ]
     assert "stripe_events_archive" not in _tables(empty_db)
     with psycopg.connect(empty_db) as conn:
         assert _count(conn, "products") == 2
@@ -74,7 +80,7 @@ def test_downgrade_to_1_0_0_and_back_keeps_rows(empty_db: str) -> None:
         events = conn.execute("SELECT event_id FROM stripe_events ORDER BY event_id").fetchall()
         assert events == [("evt_new",), ("evt_old",)]
 
-    assert migrations.upgrade(empty_db) == ["1.1.0", "1.2.0", "1.3.0", "1.4.0"]
+    assert migrations.upgrade(empty_db) == ["1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"]
     with psycopg.connect(empty_db) as conn:
         assert _count(conn, "products") == 2
         assert _count(conn, "stripe_events") == 2

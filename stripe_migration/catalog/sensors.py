@@ -1,0 +1,151 @@
+"""``catalog_sync_sensor``: continuous sync, a migration run for the buckets whose rows changed.
+
+Each tick asks the database one question, ``catalog_pending_work()`` (schema 1.5.0): per bucket,
+the rows a run would look at (``products.needs_sync``: new, edited, failed, drifted in Stripe as
+the webhook handlers record it, or left marked by a killed run) and the deleted rows whose Stripe
+product is still active, with the newest edit, drift and deletion among them. No Stripe call.
+
+The buckets with work become contiguous partition ranges, one ``migrate_catalog`` run each; they
+share the ``stripe_api`` pool with every other run. A run's key is a digest of its buckets' work
+(counts and newest times), so the same work is launched once (Dagster skips a run key a sensor
+has used, and the cursor remembers the keys launched, so a tick says so), and any new edit,
+drift or deletion makes a new key. Rows that stay in scope without changing (a row invalid in the
+CMS, a row Stripe refused) therefore launch nothing until someone edits them. While a migration
+run is queued or running, the sensor waits: that run may take the work, and what it leaves is the
+next tick's.
+
+It runs only when turned on: in the UI (Automation), or by default when
+``STRIPE_CATALOG_AUTO_SYNC=true`` (``sandbox up`` and the demo set it): every run it launches
+writes to the Stripe account the key opens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from stripe_migration import settings
+from stripe_migration.catalog.jobs import migrate_catalog
+from stripe_migration.catalog.partitions import contiguous_ranges, partition_tags
+from stripe_migration.resources.supabase.resource import SupabaseResource
+
+#: Runs of ``migrate_catalog`` that may still take the pending work.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+#: Run keys the cursor remembers (the newest), enough for every bucket several times over.
+REMEMBERED_KEYS = 200
+#: Run tag naming what a sensor run was launched for.
+WORK_TAG = "stripe_migration/pending_work"
+
+
+@dataclass(frozen=True)
+class BucketWork:
+    """The work one bucket holds: rows in scope and deleted rows to archive, with the newest
+    edit, drift and deletion among them (ISO times, or None)."""
+
+    bucket: int
+    rows: int
+    newest_edit: str | None
+    newest_drift: str | None
+    deletions: int
+    newest_deletion: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> BucketWork:
+        """One row of ``catalog_pending_work()``."""
+        return cls(
+            bucket=int(row["sync_partition"]),
+            rows=int(row["rows_pending"]),
+            newest_edit=row.get("newest_edit"),
+            newest_drift=row.get("newest_drift"),
+            deletions=int(row["deletions_pending"]),
+            newest_deletion=row.get("newest_deletion"),
+        )
+
+    def describe(self) -> str:
+        """For people: ``03: 12 rows, 1 deletion``."""
+        parts = [f"{self.rows} rows"] if self.rows else []
+        parts += [f"{self.deletions} deletions"] if self.deletions else []
+        return f"{self.bucket:02d}: {', '.join(parts)}"
+
+
+def work_key(work: Sequence[BucketWork]) -> str:
+    """The run key of a run over ``work``: changes whenever any of its buckets' work changes."""
+    text = json.dumps([vars(w) for w in sorted(work, key=lambda w: w.bucket)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def plan_runs(work: Iterable[BucketWork]) -> list[tuple[str, str, list[BucketWork]]]:
+    """The runs that take ``work``: one per contiguous range of buckets holding some, as
+    (start, end, the range's work)."""
+    by_bucket = {w.bucket: w for w in work if w.rows or w.deletions}
+    runs = []
+    for start, end in contiguous_ranges(set(by_bucket)):
+        runs.append((start, end, [by_bucket[b] for b in range(int(start), int(end) + 1)]))
+    return runs
+
+
+def _remembered(cursor: str | None) -> list[str]:
+    try:
+        keys = json.loads(cursor or "{}").get("launched", [])
+    except (ValueError, AttributeError):
+        return []
+    return [k for k in keys if isinstance(k, str)]
+
+
+@dg.sensor(
+    job=migrate_catalog,
+    minimum_interval_seconds=settings.CATALOG_SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING
+    if settings.catalog_auto_sync()
+    else dg.DefaultSensorStatus.STOPPED,
+    description="Continuous sync: launch migrate_catalog for the buckets whose rows were edited, "
+    "added, deleted or drifted in Stripe (one database query a tick, no Stripe call).",
+)
+def catalog_sync_sensor(
+    context: dg.SensorEvaluationContext, supabase: SupabaseResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Launch a migration run per contiguous range of buckets with new work (see the module)."""
+    running = context.instance.get_runs_count(
+        dg.RunsFilter(job_name=migrate_catalog.name, statuses=IN_FLIGHT)
+    )
+    if running:
+        return dg.SkipReason(f"{running} migration runs queued or running: waiting for them")
+    rows = supabase.get_client().rpc("catalog_pending_work") or []
+    runs = plan_runs(BucketWork.from_row(row) for row in rows)
+    if not runs:
+        return dg.SkipReason("nothing to sync")
+    launched = _remembered(context.cursor)
+    requests = []
+    for start, end, work in runs:
+        key = f"catalog-{start}-{end}-{work_key(work)}"
+        if key in launched:
+            continue
+        launched.append(key)
+        requests.append(
+            dg.RunRequest(
+                run_key=key,
+                tags={
+                    **partition_tags(start, end),
+                    WORK_TAG: "; ".join(w.describe() for w in work)[:1000],
+                },
+            )
+        )
+    cursor = json.dumps({"launched": launched[-REMEMBERED_KEYS:]})
+    if not requests:
+        return dg.SensorResult(
+            skip_reason=f"the pending work of buckets {', '.join(f'{s}..{e}' for s, e, _ in runs)}"
+            " was launched already (unchanged since)",
+            cursor=cursor,
+        )
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
