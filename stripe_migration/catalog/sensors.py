@@ -32,16 +32,9 @@ import dagster as dg
 from stripe_migration import settings
 from stripe_migration.catalog.jobs import migrate_catalog
 from stripe_migration.catalog.partitions import contiguous_ranges, partition_tags
+from stripe_migration.db.dagster_runs import runs_in_flight
 from stripe_migration.resources.supabase.resource import SupabaseResource
 
-#: Runs of ``migrate_catalog`` that may still take the pending work.
-IN_FLIGHT = [
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
 #: Run keys the cursor remembers (the newest), enough for every bucket several times over.
 REMEMBERED_KEYS = 200
 #: Run tag naming what a sensor run was launched for.
@@ -116,9 +109,7 @@ def catalog_sync_sensor(
     context: dg.SensorEvaluationContext, supabase: SupabaseResource
 ) -> dg.SensorResult | dg.SkipReason:
     """Launch a migration run per contiguous range of buckets with new work (see the module)."""
-    running = context.instance.get_runs_count(
-        dg.RunsFilter(job_name=migrate_catalog.name, statuses=IN_FLIGHT)
-    )
+    running = runs_in_flight(context.instance, migrate_catalog.name)
     if running:
         return dg.SkipReason(f"{running} migration runs queued or running: waiting for them")
     rows = supabase.get_client().rpc("catalog_pending_work") or []

@@ -25,6 +25,22 @@ import dagster as dg
 
 from stripe_migration.processes import process_exists
 
+#: Run statuses of a run that has not finished yet (queued, starting, running or cancelling):
+#: what the sensors count before launching more of the same work.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> int:
+    """How many runs of ``job_name`` have not finished."""
+    return instance.get_runs_count(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT))
+
+
 RUNNER_PID_TAG = "stripe_migration/runner_pid"
 RUNNER_HOST_TAG = "stripe_migration/runner_host"
 

@@ -19,18 +19,12 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from stripe_migration.db.dagster_runs import runs_in_flight
 from stripe_migration.events.jobs import process_stripe_events
 from stripe_migration.events.policy import EventPolicy
 from stripe_migration.events.queries import ready_events
 from stripe_migration.resources.events_db import EventsDatabaseResource
 
-IN_FLIGHT = [
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
 #: Shortest window for run keys and the cursor, whatever the retry delay.
 MIN_WINDOW_S = 60
 MINIMUM_INTERVAL_S = 30
@@ -54,9 +48,7 @@ def _load_cursor(cursor: str | None) -> dict[str, float]:
 
 def in_flight_runs(instance: dg.DagsterInstance) -> int:
     """Processing runs queued or running now."""
-    return instance.get_runs_count(
-        dg.RunsFilter(job_name=process_stripe_events.name, statuses=IN_FLIGHT)
-    )
+    return runs_in_flight(instance, process_stripe_events.name)
 
 
 @dg.sensor(
