@@ -123,8 +123,14 @@ def _optional_int(name: str, minimum: int, help_text: str):
     return click.option(name, default=None, type=click.IntRange(min=minimum), help=help_text)
 
 
-def _run(job_name: str, run_config: dict[str, Any] | None = None):
-    """Run one of the events' jobs on the instance; a failed run stops the command."""
+#: The check that fails a processing run whose batch failed whole (events/checks.py).
+_BATCH_FAILED = "blocking check failed: batch_processed_cleanly "
+
+
+def _run(job_name: str, run_config: dict[str, Any] | None = None, *, failed_batch_ok: bool = False):
+    """Run one of the events' jobs on the instance; a failed run stops the command, except,
+    with ``failed_batch_ok``, a processing run that failed only because its batch failed whole
+    (the attempts are recorded and the events retried: the command counts them and goes on)."""
     from stripe_migration.cli.runner import (
         dagster_instance,
         load_definitions,
@@ -136,7 +142,8 @@ def _run(job_name: str, run_config: dict[str, Any] | None = None):
     load_definitions()  # a bad setting fails here, naming itself
     with dagster_instance() as instance, RunConsole("WARNING") as console:
         outcome = run_job(instance, job_name, run_config=run_config, console=console)
-    if not outcome.success:
+    batch_failed = not outcome.interrupted and (outcome.reason or "").startswith(_BATCH_FAILED)
+    if not outcome.success and not (failed_batch_ok and batch_failed):
         code = EXIT_INTERRUPTED if outcome.interrupted else EXIT_RUN_FAILED
         raise CommandFailed(f"{job_name} failed: {outcome.reason} (run {outcome.run_id})", code)
     return outcome
@@ -161,7 +168,9 @@ def events_process(max_batches: int, batch_size: int | None) -> None:
     config = {"ops": {"stripe_events": {"config": {"batch_size": batch_size}}}}
     handled = processed = failed = batches = 0
     for _ in range(max_batches):
-        outcome = _run("process_stripe_events", config if batch_size else None)
+        outcome = _run(
+            "process_stripe_events", config if batch_size else None, failed_batch_ok=True
+        )
         batch = outcome.metadata.get("stripe_events", {})
         if not batch.get("event_count"):
             break

@@ -29,12 +29,23 @@ _dir_option = click.option(
 
 @sandbox.command("up")
 @_dir_option
-def sandbox_up_command(directory: str) -> None:
-    """Start the stack on free loopback ports and write DIR/.env with its settings."""
+@click.option(
+    "--no-webhook",
+    is_flag=True,
+    help="Start no webhook receiver (the emulator then posts its events nowhere).",
+)
+def sandbox_up_command(directory: str, no_webhook: bool) -> None:
+    """Start the stack on free loopback ports and write DIR/.env with its settings.
+
+    The stack: embedded PostgreSQL, the Supabase gateway, the Stripe emulator, and a webhook
+    receiver the emulator posts its events to (into stripe_events), so that an edit made through
+    the emulator's API reaches the events' processing and the catalogue sensor like a dashboard
+    edit would.
+    """
     from stripe_migration.sandbox.stack import SandboxError, sandbox_up
 
     try:
-        state = sandbox_up(directory)
+        state = sandbox_up(directory, webhook=not no_webhook)
     except SandboxError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
@@ -42,6 +53,8 @@ def sandbox_up_command(directory: str) -> None:
         f"Stripe emulator {state.env['STRIPE_API_BASE']}, "
         f"PostgreSQL {redact(state.env['DATABASE_URL'])}"
     )
+    if state.receiver_url:
+        click.echo(f"the emulator's webhook events go to {state.receiver_url}")
     click.echo(f"settings written to {os.path.join(state.directory, '.env')}")
 
 

@@ -49,11 +49,15 @@ class SandboxState:
     gateway_pid: int
     emulator_pid: int
     env: dict[str, str]
+    #: The webhook receiver the emulator posts its events to (None: started without one).
+    receiver_pid: int | None = None
+    receiver_url: str | None = None
 
     @property
     def pids(self) -> list[int]:
         """Every process of the stack."""
-        return [self.gateway_pid, self.emulator_pid, self.postgres_pid]
+        servers = [self.gateway_pid, self.emulator_pid]
+        return [*servers, *([self.receiver_pid] if self.receiver_pid else []), self.postgres_pid]
 
 
 def _state_path(directory: Path) -> Path:
@@ -81,8 +85,15 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
     path.chmod(0o600)  # it holds keys
 
 
-def sandbox_up(directory: Path | str = ".", env_file: Path | str | None = None) -> SandboxState:
-    """Start the stack for ``directory`` (or reuse the running one) and write its ``.env``."""
+def sandbox_up(
+    directory: Path | str = ".", env_file: Path | str | None = None, *, webhook: bool = False
+) -> SandboxState:
+    """Start the stack for ``directory`` (or reuse the running one) and write its ``.env``.
+
+    With ``webhook``, also the webhook receiver, to which the emulator posts every event it
+    makes (signed with the ``.env``'s ``STRIPE_WEBHOOK_SECRET``), into ``stripe_events``: a
+    product edited through the emulator's API then reaches the events' processing as a dashboard
+    edit would. A running stack is reused as it is."""
     from stripe_migration.sandbox.stripe_emulator.server import start_emulator
     from stripe_migration.sandbox.supabase_gateway.server import start_gateway
 
@@ -110,9 +121,17 @@ def sandbox_up(directory: Path | str = ".", env_file: Path | str | None = None) 
 
         gateway = start_gateway(app_url, service_role_key, log_path=state_dir / "gateway.log")
         started.append(gateway.pid)
+        receiver = (
+            _start_receiver(app_url, webhook_secret, state_dir / "receiver.log")
+            if webhook
+            else None
+        )
+        if receiver is not None:
+            started.append(receiver.pid)
         emulator = start_emulator(
             secret_keys=[stripe_key],
             webhook_secret=webhook_secret,
+            webhook_url=f"{receiver.url}{WEBHOOK_PATH}" if receiver is not None else None,
             log_path=state_dir / "emulator.log",
         )
         started.append(emulator.pid)
@@ -128,6 +147,8 @@ def sandbox_up(directory: Path | str = ".", env_file: Path | str | None = None) 
         postgres_pid=pg.pid,
         gateway_pid=gateway.pid,
         emulator_pid=emulator.pid,
+        receiver_pid=receiver.pid if receiver is not None else None,
+        receiver_url=f"{receiver.url}{WEBHOOK_PATH}" if receiver is not None else None,
         env={
             "SUPABASE_URL": gateway.url,
             "SUPABASE_SERVICE_ROLE_KEY": service_role_key,
@@ -144,6 +165,24 @@ def sandbox_up(directory: Path | str = ".", env_file: Path | str | None = None) 
     _state_path(directory).chmod(0o600)
     write_env_file(env_path, state.env)
     return state
+
+
+#: Where the receiver takes Stripe's events (``stripe_migration.webhook.app``).
+WEBHOOK_PATH = "/webhooks/stripe"
+
+
+def _start_receiver(database_url: str, secret: str, log_path: Path):
+    """The webhook receiver as a server process of the stack (see ``webhook serve``)."""
+    from stripe_migration.sandbox._process import start_server
+    from stripe_migration.webhook.server import DATABASE_URL_ENV, SECRET_ENV
+
+    return start_server(
+        "the webhook receiver",
+        "stripe_migration.webhook.server",
+        env={DATABASE_URL_ENV: database_url, SECRET_ENV: secret},
+        health_path="/health",
+        log_path=log_path,
+    )
 
 
 @dataclass(frozen=True)
@@ -166,8 +205,9 @@ def sandbox_down(directory: Path | str = ".", *, purge: bool = False) -> Sandbox
     directory = Path(directory).resolve()
     state = read_state(directory)
     if state is not None:
-        for pid in (state.gateway_pid, state.emulator_pid):
-            stop_process_group(pid)
+        for pid in (state.gateway_pid, state.emulator_pid, state.receiver_pid):
+            if pid:
+                stop_process_group(pid)
         stop_local_postgres(state.postgres_data_dir)
         _state_path(directory).unlink()
     leftovers = [

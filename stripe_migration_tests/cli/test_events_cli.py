@@ -87,3 +87,18 @@ def test_fill_gaps_stores_what_the_receiver_missed(cli_env, emulator) -> None:  
     stored = {r[0] for r in query(cli_env["DATABASE_URL"], "SELECT event_id FROM stripe_events")}
     assert made <= stored
     assert f"stored {len(stored)} events the receiver had missed" in result.stdout
+
+
+def test_a_batch_that_failed_whole_is_counted_and_the_command_goes_on(cli_env) -> None:  # noqa: F811
+    db = cli_env["DATABASE_URL"]
+    now = int(time.time())
+    add(db, broken_product_event("evt_broken_a", now), broken_product_event("evt_broken_b", now))
+    add(db, payment_failed("evt_fine", now))
+
+    # Batches of one: the first two fail whole (their runs fail), the third is clean.
+    result = _invoke(["events", "process", "--batch-size", "1"])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.count("1 events, 0 succeeded, 0 ignored, 1 failed") == 2
+    assert "1 events, 1 succeeded, 0 ignored, 0 failed" in result.stdout
+    assert "3 batches, 3 events: 1 processed, 2 failed" in result.stdout
+    assert "2 events failed" in _one_line_error(result)

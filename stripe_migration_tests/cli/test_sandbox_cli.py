@@ -3,9 +3,12 @@ start over from nothing."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import psycopg
 import pytest
+import stripe
 from click.testing import CliRunner
 
 from stripe_migration.cli import main
@@ -23,6 +26,23 @@ def test_down_says_what_it_keeps_and_purge_removes_it(tmp_path: Path) -> None:
     assert up.exit_code == 0, up.output
     state = read_state(tmp_path)
     assert state is not None
+    assert f"the emulator's webhook events go to {state.receiver_url}" in up.stdout
+    # An edit through the emulator's API reaches stripe_events, as a dashboard edit would.
+    client = stripe.StripeClient(
+        state.env["STRIPE_SECRET_KEY"], base_addresses={"api": state.env["STRIPE_API_BASE"]}
+    )
+    product = client.v1.products.create(params={"name": "Made in the dashboard"})
+    deadline = time.monotonic() + 30
+    with psycopg.connect(state.env["DATABASE_URL"], autocommit=True) as conn:
+        while not (
+            stored := conn.execute(
+                "SELECT type FROM stripe_events WHERE payload -> 'data' -> 'object' ->> 'id' = %s",
+                (product.id,),
+            ).fetchall()
+        ):
+            assert time.monotonic() < deadline, "the receiver stored no event of the product"
+            time.sleep(0.1)
+    assert stored == [("product.created",)]
     env = tmp_path / ".env"
     env.write_text("MY_OWN_SETTING=1\n" + env.read_text())
     (tmp_path / ".dagster_home").mkdir()
@@ -43,9 +63,10 @@ def test_down_says_what_it_keeps_and_purge_removes_it(tmp_path: Path) -> None:
     assert f"removed the sandbox's settings from {env} (the other lines stay)" in purge.stdout
     assert "kept" not in purge.stdout
 
-    again = _sandbox("up", "--dir", str(tmp_path))  # starting over works
+    again = _sandbox("up", "--dir", str(tmp_path), "--no-webhook")  # starting over works
     try:
         assert again.exit_code == 0, again.output
+        assert read_state(tmp_path).receiver_pid is None and "webhook" not in again.stdout
         assert read_state(tmp_path).env["STRIPE_SECRET_KEY"] != state.env["STRIPE_SECRET_KEY"]
     finally:
         _sandbox("down", "--dir", str(tmp_path), "--purge")
