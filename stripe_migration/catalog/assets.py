@@ -1,7 +1,7 @@
 """The catalogue migration as software-defined assets: read, back up, validate, plan, apply, report.
 
-Every asset is partitioned by stable hash buckets of the product id (see ``partitions.py``); a run
-over several buckets is one run. The Supabase write-back after every batch of Stripe calls is the
+Every asset but the report is partitioned by stable hash buckets of the product id (see
+``partitions.py``); a run over several buckets is one run, and its report is one materialization. The Supabase write-back after every batch of Stripe calls is the
 durable checkpoint, so any run can be killed and the next one resumes from it.
 """
 
@@ -17,6 +17,8 @@ from stripe_migration.catalog import apply as applying
 from stripe_migration.catalog.actions import Action, PlannedAction
 from stripe_migration.catalog.columns import BOOKKEEPING_COLUMNS, PRODUCT_COLUMNS
 from stripe_migration.catalog.partitions import (
+    RANGE_END,
+    RANGE_START,
     catalog_backfill_policy,
     catalog_partitions,
     partition_buckets,
@@ -405,6 +407,19 @@ def stripe_catalog(
     )
 
 
+def _reported_run(context: dg.AssetExecutionContext) -> tuple[str, str, str]:
+    """(run id, first, last partition) of the migration run the report is about: this run, or
+    when the report runs alone (a backfill's second run), the newest to materialize products."""
+    run = context.run
+    if RANGE_START not in run.tags and "dagster/partition" not in run.tags:
+        latest = context.instance.get_latest_materialization_event(dg.AssetKey("stripe_products"))
+        if latest is None:
+            raise dg.Failure(description="no migration run to report: materialize the catalogue")
+        run = context.instance.get_run_by_id(latest.run_id)
+    one = run.tags.get("dagster/partition")
+    return run.run_id, run.tags.get(RANGE_START, one), run.tags.get(RANGE_END, one)
+
+
 @dg.asset(
     kinds={"markdown"},
     check_specs=[
@@ -416,20 +431,28 @@ def stripe_catalog(
             "is failed with Stripe's message in products.sync_error).",
         )
     ],
-    **_partitioned,
+    deps=["catalog_plan", "stripe_products"],
+    required_resource_keys={IO_MANAGER_KEY},
+    group_name=GROUP,
 )
-def migration_report(
-    catalog_plan: list[PlannedAction],
-    stripe_products: applying.ApplyStats,
-):
-    """What the run did, as a Markdown report and as numbers the UI plots run over run: created,
-    updated, repriced, archived, deleted rows' products archived, unchanged, invalid, refused by
-    Stripe, failed with reasons, API calls, retries, 429s, duration and products per second. The
-    run fails (after the report) when Stripe refused valid rows."""
+def migration_report(context: dg.AssetExecutionContext):
+    """What a migration run did, once per run (its figures plotted run over run): a Markdown
+    report, and created, updated, repriced, archived, deleted rows' products archived, unchanged,
+    invalid, refused by Stripe, failed with reasons, API calls, retries, 429s, duration and
+    products per second, for the run's partitions together. Read from what the run stored. The run
+    fails (after the report) when Stripe refused valid rows."""
+    run_id, start, end = _reported_run(context)
+    stored = getattr(context.resources, IO_MANAGER_KEY)
+    catalog_plan = stored.load_stored(context.instance, dg.AssetKey("catalog_plan"), start, end)
+    stripe_products = stored.load_stored(
+        context.instance, dg.AssetKey("stripe_products"), start, end
+    )
     yield dg.MaterializeResult(
         metadata={
             "report": dg.MetadataValue.md(render_report(catalog_plan, stripe_products)),
             **report_metadata(catalog_plan, stripe_products),
+            "migration_run": run_id,
+            "partitions": start if start == end else f"{start}..{end}",
         }
     )
     refusals = stripe_products.refusals

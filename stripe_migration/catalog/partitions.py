@@ -14,6 +14,10 @@ catalog_partitions = dg.StaticPartitionsDefinition(
     [f"{bucket:02d}" for bucket in range(CATALOG_PARTITION_COUNT)]
 )
 
+#: The run tags of a run over a range of buckets (what a single-run backfill and the CLI set).
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
 #: A backfill over many buckets runs as ONE run (one process), not one process per bucket.
 catalog_backfill_policy = dg.BackfillPolicy.single_run()
 
@@ -37,7 +41,4 @@ def contiguous_ranges(buckets: list[int] | set[int]) -> list[tuple[str, str]]:
 
 def partition_tags(start: str, end: str) -> dict[str, str]:
     """The run tags of a single run over the partitions ``start``..``end``."""
-    return {
-        "dagster/asset_partition_range_start": start,
-        "dagster/asset_partition_range_end": end,
-    }
+    return {RANGE_START: start, RANGE_END: end}

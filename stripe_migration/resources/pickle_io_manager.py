@@ -59,6 +59,21 @@ class PartitionRangePickleIOManager(dg.ConfigurableIOManager):
             pickle.dump(obj, tmp, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp.name, path)
 
+    def load_stored(
+        self, instance: dg.DagsterInstance, asset_key: dg.AssetKey, start: str, end: str
+    ) -> Any:
+        """The output of ``asset_key`` stored by a run over partitions ``start``..``end`` (for a
+        consumer outside that run's partitions, such as the once-per-run migration report)."""
+        base = self.base_dir or instance.storage_directory()
+        path = stored_output_path(base, asset_key, range_name(start, end))
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no stored output of {asset_key.to_user_string()} for partitions "
+                f"{range_name(start, end)}: materialize it first"
+            )
+        with path.open("rb") as handle:
+            return pickle.load(handle)
+
     def load_input(self, context: dg.InputContext) -> Any:
         """Read the upstream output for the same partition range."""
         path = self._path(context)
