@@ -167,6 +167,7 @@ def _ui_environment(home: Path, dagster_pg_url: str, gateway: Any, emulator: Any
         "DAGSTER_PG_URL": dagster_pg_url,
         "SUPABASE_URL": gateway.url,
         "SUPABASE_SERVICE_ROLE_KEY": gateway.key,
+        "DATABASE_URL": gateway.database_url,
         "STRIPE_SECRET_KEY": emulator.secret_key,
         "STRIPE_API_BASE": emulator.url,
         "STRIPE_MAX_REQUESTS_PER_SECOND": str(FAST),

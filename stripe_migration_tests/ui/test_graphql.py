@@ -3,14 +3,17 @@ graph, its partitions, its checks and jobs, runs the migration and returns its r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+import psycopg
 import pytest
 
 from stripe_migration.definitions import defs
 from stripe_migration.settings import CATALOG_PARTITION_COUNT
+from stripe_migration.webhook.store import insert_event, record_from_mapping
 from stripe_migration_tests.ui.conftest import (
     ALL_PARTITIONS_TAGS,
     LOCATION,
@@ -218,3 +221,45 @@ def test_migration_launched_through_graphql_succeeds_and_reports(
             assert evaluated, f"{asset}.{name} did not run"
             assert all(e["status"] == "SUCCEEDED" for e in evaluated), (name, evaluated)
             assert all(e["evaluation"]["success"] for e in evaluated), (name, evaluated)
+
+
+_FAILED_PROCESSING_RUNS = """
+query FailedProcessingRuns {
+  runsOrError(filter: {pipelineName: "process_stripe_events", statuses: [FAILURE]}) {
+    __typename
+    ... on Runs { results { runId status } }
+  }
+}
+"""
+
+
+def test_a_processing_run_whose_batch_failed_whole_is_shown_failed(
+    dagster_ui: DagsterUI, gateway: Any
+) -> None:
+    # An event its handler fails on every time: the batch holding it alone fails whole.
+    broken = {
+        "id": "evt_ui_broken",
+        "object": "event",
+        "type": "product.updated",
+        "created": int(time.time()),
+        "data": {"object": {"object": "product", "name": "No id"}},
+    }
+    with psycopg.connect(gateway.database_url, autocommit=True) as conn:
+        assert insert_event(conn, record_from_mapping(broken))
+    launched = dagster_ui.launch_run("process_stripe_events")
+    assert dagster_ui.wait_for_run(launched) in ("SUCCESS", "FAILURE")
+
+    # The batch ran in that run, or in one the daemon's sensor launched first (then that run
+    # found nothing to claim): either way the run that processed it reads Failure in the UI.
+    deadline = time.monotonic() + 120
+    while not (failed := dagster_ui.graphql(_FAILED_PROCESSING_RUNS)["runsOrError"]["results"]):
+        assert time.monotonic() < deadline, f"no failed processing run\n{dagster_ui.log_tail()}"
+        time.sleep(1.0)
+    [run] = failed
+    variables = {"key": {"path": ["stripe_events"]}, "check": "batch_processed_cleanly"}
+    evaluations = [
+        e
+        for e in dagster_ui.graphql(_CHECK_EXECUTIONS, variables)["assetCheckExecutions"]
+        if e["runId"] == run["runId"] and e["evaluation"] is not None
+    ]
+    assert evaluations and not any(e["evaluation"]["success"] for e in evaluations), evaluations
