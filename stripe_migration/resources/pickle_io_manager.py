@@ -65,22 +65,19 @@ class PartitionRangePickleIOManager(dg.ConfigurableIOManager):
         """The output of ``asset_key`` stored by a run over partitions ``start``..``end`` (for a
         consumer outside that run's partitions, such as the once-per-run migration report)."""
         base = self.base_dir or instance.storage_directory()
-        path = stored_output_path(base, asset_key, range_name(start, end))
-        if not path.exists():
-            raise FileNotFoundError(
-                f"no stored output of {asset_key.to_user_string()} for partitions "
-                f"{range_name(start, end)}: materialize it first"
-            )
-        with path.open("rb") as handle:
-            return pickle.load(handle)
+        name = range_name(start, end)
+        return _read(stored_output_path(base, asset_key, name), asset_key, name)
 
     def load_input(self, context: dg.InputContext) -> Any:
         """Read the upstream output for the same partition range."""
-        path = self._path(context)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"no stored output of {context.asset_key.to_user_string()} for partitions "
-                f"{_range_name(context)}: materialize it first"
-            )
-        with path.open("rb") as handle:
-            return pickle.load(handle)
+        return _read(self._path(context), context.asset_key, _range_name(context))
+
+
+def _read(path: Path, asset_key: dg.AssetKey, name: str) -> Any:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no stored output of {asset_key.to_user_string()} for partitions {name}: "
+            "materialize it first"
+        )
+    with path.open("rb") as handle:
+        return pickle.load(handle)
