@@ -12,7 +12,7 @@ has used, and the cursor remembers the keys launched, so a tick says so), and an
 drift or deletion makes a new key. Rows that stay in scope without changing (a row invalid in the
 CMS, a row Stripe refused) therefore launch nothing until someone edits them. While a migration
 run is queued or running, the sensor waits: that run may take the work, and what it leaves is the
-next tick's.
+next tick's (a CLI run whose process was killed is marked failed first, so it is not waited for).
 
 It runs only when turned on: in the UI (Automation), or by default when
 ``STRIPE_CATALOG_AUTO_SYNC=true`` (``sandbox up`` and the demo set it): every run it launches
@@ -32,7 +32,7 @@ import dagster as dg
 from stripe_migration import settings
 from stripe_migration.catalog.jobs import migrate_catalog
 from stripe_migration.catalog.partitions import contiguous_ranges, partition_tags
-from stripe_migration.db.dagster_runs import runs_in_flight
+from stripe_migration.db.dagster_runs import fail_dead_runs, runs_in_flight
 from stripe_migration.resources.supabase.resource import SupabaseResource
 
 #: Run keys the cursor remembers (the newest), enough for every bucket several times over.
@@ -109,6 +109,10 @@ def catalog_sync_sensor(
     context: dg.SensorEvaluationContext, supabase: SupabaseResource
 ) -> dg.SensorResult | dg.SkipReason:
     """Launch a migration run per contiguous range of buckets with new work (see the module)."""
+    # A `stripe-migration migrate` killed on this host stays STARTED (nothing monitors CLI runs):
+    # mark it failed, as the next CLI run would, or the sensor would wait for it forever.
+    for dead in fail_dead_runs(context.instance):
+        context.log.info(f"marked run {dead} failed: its process is gone")
     running = runs_in_flight(context.instance, migrate_catalog.name)
     if running:
         return dg.SkipReason(f"{running} migration runs queued or running: waiting for them")

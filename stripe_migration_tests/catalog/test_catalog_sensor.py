@@ -8,6 +8,9 @@ nothing new launches nothing; the same work is never launched twice.
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from typing import Any
 
 import dagster as dg
@@ -20,6 +23,7 @@ from stripe_migration.catalog.sensors import (
     plan_runs,
     work_key,
 )
+from stripe_migration.db.dagster_runs import RUNNER_HOST_TAG, RUNNER_PID_TAG
 from stripe_migration.resources.supabase.resource import SupabaseResource
 from stripe_migration.sandbox.sample_data import generate_catalog, insert_products
 from stripe_migration.settings import catalog_auto_sync
@@ -162,3 +166,22 @@ def test_auto_sync_is_off_unless_asked_for(value: str | None, on: bool) -> None:
     assert catalog_auto_sync(environ) is on
     with pytest.raises(ValueError, match="STRIPE_CATALOG_AUTO_SYNC"):
         catalog_auto_sync({"STRIPE_CATALOG_AUTO_SYNC": "maybe"})
+
+
+def test_a_killed_cli_migration_is_not_waited_for(migration, gateway) -> None:
+    insert_products(migration.database_url, generate_catalog(5, seed=3, bad_fraction=0.0).rows)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a `stripe-migration migrate` process that no longer exists
+    killed = create_run_for_test(
+        migration.instance,
+        job_name="migrate_catalog",
+        status=dg.DagsterRunStatus.STARTED,
+        tags={RUNNER_PID_TAG: str(gone.pid), RUNNER_HOST_TAG: socket.gethostname()},
+    )
+    with dg.build_sensor_context(
+        instance=migration.instance,
+        resources={"supabase": SupabaseResource(url=gateway.url, service_role_key=gateway.key)},
+    ) as context:
+        result = catalog_sync_sensor(context)
+    assert migration.instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert isinstance(result, dg.SensorResult) and len(result.run_requests) >= 1
