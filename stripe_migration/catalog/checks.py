@@ -3,11 +3,12 @@
 These checks query both systems again rather than trusting what the run reported, so they also
 catch drift made outside the migration. They are blocking: a failure means the data is wrong.
 
-A row an editor changed after the run started (its ``updated_at`` is later than the run's start
-and differs from the version the run synced) is not compared with the CMS: the run applied the
-version it read, and the edit is the next run's work (the row stays in scope by its
-``updated_at``). Stripe is compared with what the run recorded instead (the content hash and the
-price it sent), and the row is listed as "edited during the run".
+A row an editor changed after the run started (its ``updated_at`` is later than the start of
+the run, or of the run a re-execution resumes, and differs from the version the run synced) is
+not compared with the CMS: the run applied the version it read, and the edit is the next run's
+work (the row stays in scope by its ``updated_at``). Stripe is compared with what the run
+recorded instead (the content hash and the price it sent), and the row is listed as "edited
+during the run".
 """
 
 from collections import Counter
@@ -50,8 +51,13 @@ def _run_buckets(context: dg.AssetCheckExecutionContext) -> list[int]:
     return partition_buckets(catalog_partitions.get_partition_keys())
 
 
-def _run_started_at(context: dg.AssetCheckExecutionContext) -> datetime | None:
-    record = context.instance.get_run_record_by_id(context.run.run_id)
+def _cms_read_after(context: dg.AssetCheckExecutionContext) -> datetime | None:
+    """A time before the run's plan read the CMS: the start of its root run. A re-execution
+    from failure applies the plan its parent read, so its own start would count an edit made
+    between the kill and the re-execution as applied (found by the kill sequence, seed
+    560200637). An earlier bound is safe: a row edited after it is compared with what the
+    run recorded sending instead."""
+    record = context.instance.get_run_record_by_id(context.run.root_run_id or context.run.run_id)
     started = record.start_time if record is not None else None
     return datetime.fromtimestamp(started, UTC) if started else None
 
@@ -145,7 +151,7 @@ def catalog_verification(
     """
     buckets = _run_buckets(context)
     db, api = supabase.get_client(), stripe.get_client()
-    started_at = _run_started_at(context)
+    started_at = _cms_read_after(context)
     rows_checked = compared = 0
     missing: list[dict[str, str]] = []
     mismatches: list[dict[str, str]] = []

@@ -228,7 +228,10 @@ def test_killed_k_times_with_edits_in_between_then_finished(
             parent = unfinished[0] if unfinished else None
         else:
             outcome = process.outcome()
-            assert outcome.success, f"seed {seed}:\n{outcome.log_tail()}"
+            assert outcome.success, (
+                f"seed {seed}: {stripe_mismatches(sandbox.database_url, sandbox.emulator)[:10]}\n"
+                + outcome.log_tail()
+            )
             missed += 1
             parent = None
 
@@ -263,3 +266,44 @@ def test_killed_k_times_with_edits_in_between_then_finished(
         prices=counts.stripe_prices,
         deactivated_prices=counts.inactive_prices,
     )
+
+
+def test_a_reexecution_verifies_the_version_its_plan_read(sandbox: MigrationSandbox) -> None:
+    """A re-execution from failure applies the plan its parent read; a row an editor changed
+    after that read (between the kill and the re-execution) is the next run's work, not a
+    mismatch of this one. Found by the sequence above (seed 560200637): the verification took
+    the re-execution's own start as the time the CMS was read, so it failed a correct run."""
+    seeded, invalid = seed_catalogue(sandbox, 60, seed=7)
+    assert sandbox.run().success
+    rows = cms_rows(sandbox.database_url)
+    synced = sorted(i for i, r in rows.items() if r["sync_status"] == "synced")
+    repriced, renamed = synced[:10], synced[10]
+    with psycopg.connect(libpq_url(sandbox.database_url), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE products SET price = '777.77', currency = 'usd' WHERE id = ANY(%s::uuid[])",
+            (repriced,),
+        )
+        process = sandbox.start()
+        assert kill_after_writes(sandbox, process, 2), "the run ended before the kill"
+        [parent] = sandbox.unfinished_runs()
+        conn.execute("UPDATE products SET name = name || ' (renamed)' WHERE id = %s", (renamed,))
+
+    resumed = sandbox.run(RELIABILITY_REEXECUTE_FROM=parent)
+    assert resumed.success, (
+        f"{stripe_mismatches(sandbox.database_url, sandbox.emulator)}\n{resumed.log_tail()}"
+    )
+    assert cms_rows(sandbox.database_url)[renamed]["needs_sync"], "the rename is the next run's"
+
+    final = sandbox.run()
+    assert final.success, final.log_tail()
+    check_catalogue(
+        sandbox.database_url,
+        sandbox.emulator,
+        seeded_ids=seeded,
+        invalid_ids=invalid,
+        price_edits=Counter(repriced),
+    )
+    [product] = [
+        p for p in sandbox.emulator.control.objects("product") if p["metadata"]["cms_id"] == renamed
+    ]
+    assert product["name"].endswith(" (renamed)")
