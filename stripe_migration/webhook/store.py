@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from stripe_migration.db.urls import libpq_url
@@ -166,11 +167,57 @@ async def insert_event_async(conn: psycopg.AsyncConnection, record: StripeEventR
     return (await cursor.fetchone()) is not None
 
 
+INSERT_EVENTS_SQL = """
+INSERT INTO stripe_events (event_id, type, payload, livemode, api_version, created_at)
+SELECT e.event_id, e.type, e.payload::jsonb, e.livemode, e.api_version, to_timestamp(e.created)
+FROM unnest(%(event_ids)s::text[], %(types)s::text[], %(payloads)s::text[],
+            %(livemodes)s::boolean[], %(api_versions)s::text[], %(created)s::bigint[])
+     AS e(event_id, type, payload, livemode, api_version, created)
+WHERE NOT EXISTS (SELECT 1 FROM stripe_events_archive a WHERE a.event_id = e.event_id)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+
+
+async def insert_events_async(
+    conn: psycopg.AsyncConnection, records: list[StripeEventRecord]
+) -> set[str]:
+    """Store ``records`` (distinct event ids) in one statement, in the order of their ids, and
+    return the ids that were new.
+
+    The order matters: two such statements running at once with overlapping ids take the ids'
+    index locks in the same order, so they wait for each other instead of deadlocking.
+    """
+    ordered = sorted(records, key=lambda r: r.event_id)
+    cursor = await conn.execute(
+        INSERT_EVENTS_SQL,
+        {
+            "event_ids": [r.event_id for r in ordered],
+            "types": [r.type for r in ordered],
+            "payloads": [r.payload_json for r in ordered],
+            "livemodes": [r.livemode for r in ordered],
+            "api_versions": [r.api_version for r in ordered],
+            "created": [r.created for r in ordered],
+        },
+    )
+    return {row[0] for row in await cursor.fetchall()}
+
+
+def behind_pooler(database_url: str) -> bool:
+    """Whether ``database_url`` looks like a transaction-mode pooler's: Supabase's pooled port
+    6543, a ``pooler``/``pgbouncer`` host, or ``pgbouncer`` in its options."""
+    info = conninfo_to_dict(libpq_url(database_url))
+    text = " ".join(str(info.get(k) or "") for k in ("host", "hostaddr", "options")).lower()
+    return str(info.get("port") or "") == "6543" or "pooler" in text or "pgbouncer" in text
+
+
 class EventStore:
     """Writes events through an async PostgreSQL connection pool (one per receiver process).
 
-    ``prepare_threshold=None`` keeps psycopg from preparing statements on the server, which
-    transaction-mode poolers (Supabase's pooled connection string, PgBouncer) do not all support.
+    On a direct connection the insert is a server-side prepared statement (parsed and planned once
+    per connection). Transaction-mode poolers (Supabase's pooled connection string, PgBouncer) do
+    not all keep a prepared statement between transactions, so there (``prepare=False``, or by
+    default when :func:`behind_pooler` says so) every insert is sent whole.
     """
 
     def __init__(
@@ -179,17 +226,21 @@ class EventStore:
         min_size: int = 1,
         max_size: int = 10,
         timeout_s: float = 10.0,
+        prepare: bool | None = None,
     ):
+        if prepare is None:
+            prepare = not behind_pooler(database_url)
         self._pool = AsyncConnectionPool(
             libpq_url(database_url),
             min_size=min_size,
             max_size=max_size,
             timeout=timeout_s,
             open=False,
-            kwargs={"autocommit": True, "prepare_threshold": None},
+            kwargs={"autocommit": True, "prepare_threshold": 0 if prepare else None},
             name="stripe-webhook",
         )
         self.timeout_s = timeout_s
+        self.prepare = prepare
 
     def __repr__(self) -> str:  # the pool's conninfo may hold a password
         return f"EventStore(max_size={self._pool.max_size})"
@@ -206,6 +257,11 @@ class EventStore:
         """Store ``record``; return False for a duplicate (already stored or archived)."""
         async with self._pool.connection(timeout=self.timeout_s) as conn:
             return await insert_event_async(conn, record)
+
+    async def store_many(self, records: list[StripeEventRecord]) -> set[str]:
+        """Store ``records`` (distinct ids) in one transaction; return the ids that were new."""
+        async with self._pool.connection(timeout=self.timeout_s) as conn:
+            return await insert_events_async(conn, records)
 
     async def check(self, timeout_s: float | None = None) -> None:
         """Run ``SELECT 1`` on a pooled connection; raise if the database cannot be reached."""

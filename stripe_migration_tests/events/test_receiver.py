@@ -202,7 +202,10 @@ def test_archived_event_is_not_stored_again(receiver: str, migrated_db: str) -> 
 def test_health_and_database_outage(receiver: str, pg_server: LocalPostgres) -> None:
     with httpx.Client(timeout=10) as client:
         health = client.get(receiver + "/health")
-        assert (health.status_code, health.json()) == (200, {"status": "ok", "database": "ok"})
+        assert (health.status_code, health.json()) == (
+            200,
+            {"status": "ok", "database": "ok", "queue_depth": 0},
+        )
         assert client.get(receiver + "/webhooks/stripe").status_code == 405
     app = create_app(pg_server.url("no_such_database"), SECRET, db_timeout_s=0.3)
     with served(app) as url, httpx.Client(timeout=10) as client:
