@@ -4,7 +4,14 @@ import dagster as dg
 
 from stripe_migration.catalog import assets as catalog_assets
 from stripe_migration.catalog import checks as catalog_checks
-from stripe_migration.catalog.jobs import migrate_catalog, plan_catalog, preflight, rollback_catalog
+from stripe_migration.catalog.jobs import (
+    audit_catalog,
+    migrate_catalog,
+    plan_catalog,
+    preflight,
+    rollback_catalog,
+)
+from stripe_migration.catalog.schedules import catalog_audit_daily
 from stripe_migration.catalog.sensors import catalog_sync_sensor
 from stripe_migration.events import assets as events_assets
 from stripe_migration.events import checks as events_checks
@@ -29,6 +36,7 @@ defs = dg.Definitions(
     jobs=[
         migrate_catalog,
         plan_catalog,
+        audit_catalog,
         rollback_catalog,
         preflight,
         process_stripe_events,
@@ -36,7 +44,7 @@ defs = dg.Definitions(
         fill_stripe_event_gaps,
     ],
     sensors=[catalog_sync_sensor, stripe_events_sensor],
-    schedules=[stripe_events_archive_daily, stripe_event_gaps_hourly],
+    schedules=[catalog_audit_daily, stripe_events_archive_daily, stripe_event_gaps_hourly],
     resources={
         "stripe": stripe_resource_from_env(),
         "supabase": supabase_resource_from_env(),

@@ -38,11 +38,20 @@ MAX_UNIT_AMOUNT_CENTS = 99_999_999
 #: Run tag that turns a run (or a backfill's runs) into a forced resync.
 FORCE_RESYNC_TAG = "stripe_migration/force_resync"
 
+#: Run tag: ``full`` makes a migration run verify every row of its partitions (and every Stripe
+#: product carrying a CMS id), as forced resyncs and the daily audit do, not only the rows it wrote.
+VERIFY_TAG = "stripe_migration/verify"
+
 #: The variable that starts the catalogue sensor (continuous sync) by default: off unless set, as
 #: every run it launches writes to the Stripe account the key opens; ``sandbox up`` sets it.
 CATALOG_AUTO_SYNC_ENV = "STRIPE_CATALOG_AUTO_SYNC"
-#: Seconds between two ticks of the catalogue sensor (one database query each).
+#: Seconds between two ticks of the catalogue sensor (one database query each), unless
+#: ``STRIPE_CATALOG_SENSOR_INTERVAL_S`` says otherwise.
 CATALOG_SENSOR_INTERVAL_S = 30
+CATALOG_SENSOR_INTERVAL_ENV = "STRIPE_CATALOG_SENSOR_INTERVAL_S"
+#: The same for the events' processing sensor (``STRIPE_EVENTS_SENSOR_INTERVAL_S``).
+EVENTS_SENSOR_INTERVAL_S = 30
+EVENTS_SENSOR_INTERVAL_ENV = "STRIPE_EVENTS_SENSOR_INTERVAL_S"
 
 # --- Stripe (the StripeResource's defaults) -----------------------------------------------------
 
@@ -162,3 +171,16 @@ def catalog_auto_sync(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     raw = env.get(CATALOG_AUTO_SYNC_ENV, "").strip()
     return bool(raw) and _parse(CATALOG_AUTO_SYNC_ENV, raw, bool)
+
+
+def sensor_interval_s(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
+    """Seconds between a sensor's ticks: the variable ``name`` (a whole number, at least 1), or
+    ``default``. Read when the definitions load."""
+    env = os.environ if environ is None else environ
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    seconds = _parse(name, raw, int)
+    if seconds < 1:
+        raise ValueError(f"{name}={raw!r}: expected a whole number of seconds, at least 1")
+    return seconds

@@ -11,7 +11,8 @@ recorded instead (the content hash and the price it sent), and the row is listed
 during the run".
 """
 
-from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +26,15 @@ from stripe_migration.catalog.schema import validate_products
 from stripe_migration.catalog.stripe_state import fetch_stripe_state, plain
 from stripe_migration.resources.stripe.resource import StripeResource
 from stripe_migration.resources.supabase.resource import SupabaseResource
+from stripe_migration.settings import FORCE_RESYNC_TAG, VERIFY_TAG
 
 _ASSET = dg.AssetKey("stripe_products")
+#: The job that runs these checks alone, on a schedule (the daily audit).
+AUDIT_JOB = "audit_catalog"
+#: The "run start" of an audit: any edit is later.
+AUDIT_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: CMS ids per ``id=in.(...)`` query (a URL of ~8 KB).
+IDS_PER_QUERY = 200
 #: Most offending rows shown in a check's metadata.
 MAX_LISTED = 50
 
@@ -124,6 +132,150 @@ def _problems_result(
     )
 
 
+@dataclass
+class _Findings:
+    """What the verification found, row by row, as it reads the pages."""
+
+    rows_checked: int = 0
+    compared: int = 0
+    missing: list[dict[str, str]] = field(default_factory=list)
+    mismatches: list[dict[str, str]] = field(default_factory=list)
+    edited: list[dict[str, str]] = field(default_factory=list)
+
+    def find_missing(self, page: list[dict[str, Any]], started_at: datetime | None) -> None:
+        """Active rows of ``page`` that did not fail yet lack a Stripe id (rows an editor
+        changed during the run aside: they are the next run's work)."""
+        self.missing.extend(
+            {
+                "cms_id": str(r["id"]),
+                "problem": "no Stripe product id"
+                if not r["stripe_product_id"]
+                else "no Stripe price id",
+            }
+            for r in page
+            if not edited_during_run(r, started_at)
+            and r["active"]
+            and r["sync_status"] != "failed"
+            and not (r["stripe_product_id"] and r["stripe_price_id"])
+        )
+
+    def compare(self, api: Any, page: list[dict[str, Any]], started_at: datetime | None) -> None:
+        """Compare the synced rows of ``page`` with their Stripe products (rows an editor
+        changed during the run with what the run recorded sending)."""
+        self.rows_checked += len(page)
+        later = [r for r in page if edited_during_run(r, started_at)]
+        self.edited += [
+            {"cms_id": str(r["id"]), "problem": "edited since the version synced, in scope"}
+            for r in later
+        ]
+        recorded = [r for r in later if r["stripe_product_id"] and r["sync_content_hash"]]
+        if recorded:
+            recorded_state = fetch_stripe_state(api, recorded)
+            for r in recorded:
+                problem = matches_recorded_sync(r, recorded_state.get(str(r["id"])))
+                if problem:
+                    self.mismatches.append({"cms_id": str(r["id"]), "problem": problem})
+        synced = [
+            r
+            for r in page
+            if not edited_during_run(r, started_at)
+            and r["sync_status"] in ("synced", "archived")
+            and r["stripe_product_id"]
+        ]
+        if not synced:
+            return
+        validated = validate_products(synced).valid.to_dict("records")
+        state = fetch_stripe_state(api, validated)
+        self.compared += len(validated)
+        for product in validated:
+            planned = plan_product(product, state.get(str(product["id"])), resync=True)
+            if planned.action is not Action.UNCHANGED:
+                self.mismatches.append(
+                    {"cms_id": str(product["id"]), "problem": "; ".join(planned.reasons)}
+                )
+
+
+def is_audit(run: dg.DagsterRun) -> bool:
+    """Whether the run verifies without migrating: the audit job, or the checks executed alone
+    from the UI (an empty asset selection means the whole job)."""
+    if run.job_name == AUDIT_JOB:
+        return True
+    if run.asset_selection:
+        return _ASSET not in run.asset_selection
+    return bool(run.asset_check_selection)
+
+
+def verifies_whole_catalogue(run: dg.DagsterRun) -> bool:
+    """Whether a run's verification reads every row of its partitions and every Stripe product
+    carrying a CMS id: a forced resync, a run tagged ``stripe_migration/verify=full``
+    (``migrate --verify-all``), or an audit. Any other migration run verifies what it wrote:
+    its cost follows the change, not the catalogue."""
+    if str(run.tags.get(FORCE_RESYNC_TAG, "")).lower() in ("1", "true", "yes"):
+        return True
+    return run.tags.get(VERIFY_TAG) == "full" or is_audit(run)
+
+
+def _duplicates_among(owners: Mapping[str, set[str]]) -> list[dict[str, str]]:
+    return [
+        {"cms_id": cms_id, "problem": f"{len(ids)} Stripe products: {', '.join(sorted(ids))}"}
+        for cms_id, ids in sorted(owners.items())
+        if len(ids) > 1
+    ]
+
+
+def duplicated_cms_ids(api: Any, cms_ids: set[str]) -> tuple[int, list[dict[str, str]]]:
+    """Every Stripe product (one list call per 100) by the CMS id in its metadata: how many
+    carry one of ``cms_ids``, and the ids more than one product carries."""
+    owners: dict[str, set[str]] = {}
+    for product in map(plain, api.list_products(limit=100)):
+        cms_id = product["metadata"].get("cms_id")
+        if cms_id in cms_ids:
+            owners.setdefault(cms_id, set()).add(product["id"])
+    return sum(map(len, owners.values())), _duplicates_among(owners)
+
+
+def duplicates_created_since(
+    api: Any, db: Any, since: datetime | None, buckets: list[int]
+) -> tuple[int, list[dict[str, str]]]:
+    """The products created since ``since`` (a list filter on ``created``: what a run may have
+    created), each with the product its CMS row records: how many carry a CMS id of ``buckets``,
+    and the CMS ids that two products carry (a second product made for a row that had one, or
+    two made in the run). Products created before were checked by the run that made them and
+    are by the daily audit."""
+    # No slack for clock skew: every second of it would list the products of the runs before
+    # (a whole first migration, minutes later). A product a host clock running ahead would
+    # miss is the daily audit's.
+    params: dict[str, Any] = {"limit": 100}
+    if since is not None:
+        params["created"] = {"gte": int(since.timestamp())}
+    created: dict[str, set[str]] = {}
+    for product in map(plain, api.list_products(**params)):
+        cms_id = (product.get("metadata") or {}).get("cms_id")
+        if cms_id:
+            created.setdefault(str(cms_id), set()).add(str(product["id"]))
+    if not created:
+        return 0, []
+    ids = sorted(created)
+    rows = [
+        row
+        for start in range(0, len(ids), IDS_PER_QUERY)
+        for row in db.read_table(
+            "products",
+            "id,sync_partition,stripe_product_id",
+            filters=[
+                ("id", "in", ids[start : start + IDS_PER_QUERY]),
+                ("sync_partition", "in", buckets),
+            ],
+        )
+    ]
+    owners = {}
+    for row in rows:
+        cms_id = str(row["id"])
+        recorded = {row["stripe_product_id"]} if row["stripe_product_id"] else set()
+        owners[cms_id] = created[cms_id] | recorded
+    return sum(map(len, (created[i] for i in owners))), _duplicates_among(owners)
+
+
 @dg.multi_asset_check(
     specs=[
         _spec(
@@ -144,90 +296,61 @@ def _problems_result(
 def catalog_verification(
     context: dg.AssetCheckExecutionContext, stripe: StripeResource, supabase: SupabaseResource
 ):
-    """Re-read the partitions' CMS rows and their Stripe products, and compare them.
+    """Re-read CMS rows and their Stripe products, and compare them.
 
-    Page by page (the gateway's 1,000 rows, their Stripe products 100 at a time): a catalogue of
-    100,000 products and its Stripe state never sit in memory whole (that took ~450 MiB more).
+    A migration run verifies what it wrote: the rows it synced (``synced_run_id``, read back by
+    id, 100 per list call), the rows of its partitions still without a Stripe id (one filtered
+    query), and the products created since it started (one list call filtered on ``created``).
+    A forced resync, ``migrate --verify-all``, the daily audit (``audit_catalog``) and the checks
+    run alone read every row of the partitions and every Stripe product instead, page by page
+    (the gateway's 1,000 rows, their products 100 at a time): a catalogue of 100,000 products
+    and its Stripe state never sit in memory whole.
     """
     buckets = _run_buckets(context)
     db, api = supabase.get_client(), stripe.get_client()
-    started_at = _cms_read_after(context)
-    rows_checked = compared = 0
-    missing: list[dict[str, str]] = []
-    mismatches: list[dict[str, str]] = []
-    edited: list[dict[str, str]] = []
-    cms_ids: set[str] = set()
-    for page in db.iter_pages("products", "*", filters=[("sync_partition", "in", buckets)]):
-        rows_checked += len(page)
-        cms_ids.update(str(r["id"]) for r in page)
-        later = [r for r in page if edited_during_run(r, started_at)]
-        edited += [
-            {"cms_id": str(r["id"]), "problem": "edited during the run, in scope for the next one"}
-            for r in later
-        ]
-        rows = [r for r in page if not edited_during_run(r, started_at)]
-        recorded = [r for r in later if r["stripe_product_id"] and r["sync_content_hash"]]
-        if recorded:
-            recorded_state = fetch_stripe_state(api, recorded)
-            for r in recorded:
-                problem = matches_recorded_sync(r, recorded_state.get(str(r["id"])))
-                if problem:
-                    mismatches.append({"cms_id": str(r["id"]), "problem": problem})
-        missing.extend(
-            {
-                "cms_id": str(r["id"]),
-                "problem": "no Stripe product id"
-                if not r["stripe_product_id"]
-                else "no Stripe price id",
-            }
-            for r in rows
-            if r["active"]
-            and r["sync_status"] != "failed"
-            and not (r["stripe_product_id"] and r["stripe_price_id"])
-        )
-        synced = [
-            r for r in rows if r["sync_status"] in ("synced", "archived") and r["stripe_product_id"]
-        ]
-        if not synced:
-            continue
-        validated = validate_products(synced).valid.to_dict("records")
-        state = fetch_stripe_state(api, validated)
-        compared += len(validated)
-        for product in validated:
-            planned = plan_product(product, state.get(str(product["id"])), resync=True)
-            if planned.action is not Action.UNCHANGED:
-                mismatches.append(
-                    {"cms_id": str(product["id"]), "problem": "; ".join(planned.reasons)}
-                )
+    # An audit read no CMS version: every row edited since its last sync is pending work (the
+    # sensor's or the next run's), compared with what its last sync sent, not a mismatch.
+    started_at = AUDIT_EPOCH if is_audit(context.run) else _cms_read_after(context)
+    full = verifies_whole_catalogue(context.run)
+    in_buckets: list[tuple[str, str, Any]] = [("sync_partition", "in", buckets)]
+    found = _Findings()
+    if full:
+        cms_ids: set[str] = set()
+        for page in db.iter_pages("products", "*", filters=in_buckets):
+            cms_ids.update(str(r["id"]) for r in page)
+            found.compare(api, page, started_at)
+            found.find_missing(page, started_at)
+        with_cms_ids, duplicates = duplicated_cms_ids(api, cms_ids)
+    else:
+        migration = context.run.root_run_id or context.run.run_id
+        written = [*in_buckets, ("synced_run_id", "eq", migration)]
+        for page in db.iter_pages("products", "*", filters=written):
+            found.compare(api, page, started_at)
+        unfinished = [*in_buckets, ("active", "is", True), ("stripe_price_id", "is", None)]
+        for page in db.iter_pages("products", "*", filters=unfinished):
+            found.find_missing(page, started_at)
+        with_cms_ids, duplicates = duplicates_created_since(api, db, started_at, buckets)
+    scope = "every row of the partitions" if full else "the rows the run wrote"
     yield _problems_result(
         "every_valid_product_has_stripe_ids",
-        missing,
-        {"rows_checked": rows_checked, "rows_missing_ids": len(missing)},
+        found.missing,
+        {"rows_missing_ids": len(found.missing)},
     )
     yield _problems_result(
         "stripe_matches_cms",
-        mismatches,
-        {"products_compared": compared, "mismatches": len(mismatches)},
-        edited_during_run=len(edited),
-        edited_rows=_table(edited),
+        found.mismatches,
+        {"products_compared": found.compared, "mismatches": len(found.mismatches)},
+        rows_checked=found.rows_checked,
+        scope=scope,
+        edited_during_run=len(found.edited),
+        edited_rows=_table(found.edited),
     )
-
-    listed = (plain(product) for product in api.list_products(limit=100))
-    owners = Counter(
-        product["metadata"].get("cms_id")
-        for product in listed
-        if product["metadata"].get("cms_id") in cms_ids
-    )
-    duplicates = [
-        {"cms_id": cms_id, "problem": f"{n} Stripe products"}
-        for cms_id, n in owners.items()
-        if n > 1
-    ]
     yield _problems_result(
         "one_stripe_product_per_cms_id",
         duplicates,
         {
-            "stripe_products_with_cms_ids": sum(owners.values()),
+            "stripe_products_with_cms_ids": with_cms_ids,
             "duplicated_cms_ids": len(duplicates),
         },
+        scope="every Stripe product" if full else "the products created since the run started",
     )

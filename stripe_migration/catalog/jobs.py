@@ -1,7 +1,8 @@
-"""The catalogue's jobs: migrate, plan (the dry run), roll back, and the preflight."""
+"""The catalogue's jobs: migrate, plan (the dry run), audit, roll back, and the preflight."""
 
 import dagster as dg
 
+from stripe_migration.catalog.checks import AUDIT_JOB, catalog_verification
 from stripe_migration.catalog.ops import check_connections, rollback_migrations
 
 migrate_catalog = dg.define_asset_job(
@@ -14,6 +15,14 @@ plan_catalog = dg.define_asset_job(
     "plan_catalog",
     selection=dg.AssetSelection.assets("supabase_products", "validated_products", "catalog_plan"),
     description="The dry run: the plan alone, with no write call to Stripe and none to Supabase.",
+)
+
+audit_catalog = dg.define_asset_job(
+    AUDIT_JOB,
+    selection=dg.AssetSelection.checks(catalog_verification),
+    description="The audit: the catalogue's verification over every row and every Stripe product "
+    "(what a migration run verifies only for the rows it wrote); catches dashboard edits the "
+    "webhooks did not report. Reads only.",
 )
 
 

@@ -98,7 +98,9 @@ def _remembered(cursor: str | None) -> list[str]:
 
 @dg.sensor(
     job=migrate_catalog,
-    minimum_interval_seconds=settings.CATALOG_SENSOR_INTERVAL_S,
+    minimum_interval_seconds=settings.sensor_interval_s(
+        settings.CATALOG_SENSOR_INTERVAL_ENV, settings.CATALOG_SENSOR_INTERVAL_S
+    ),
     default_status=dg.DefaultSensorStatus.RUNNING
     if settings.catalog_auto_sync()
     else dg.DefaultSensorStatus.STOPPED,

@@ -112,6 +112,12 @@ def check_command(log_level: str, as_json: bool) -> None:
     help="Compare every row with Stripe's actual state and repair any difference.",
 )
 @click.option(
+    "--verify-all",
+    is_flag=True,
+    help="Verify every row of the partitions against Stripe, not only the rows the run wrote "
+    "(as the daily audit does; one list call per 100 products, twice).",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
@@ -141,6 +147,7 @@ def check_command(log_level: str, as_json: bool) -> None:
 def migrate_command(
     dry_run: bool,
     force_resync: bool,
+    verify_all: bool,
     batch_size: int | None,
     workers: int | None,
     partitions: tuple[str, ...],
@@ -153,7 +160,7 @@ def migrate_command(
     Runs the migrate_catalog job (plan_catalog with --dry-run) on the Dagster instance. A run
     can be stopped at any moment: the next one resumes from the last checkpoint.
     """
-    from stripe_migration.settings import CATALOG_PARTITION_COUNT, FORCE_RESYNC_TAG
+    from stripe_migration.settings import CATALOG_PARTITION_COUNT, FORCE_RESYNC_TAG, VERIFY_TAG
 
     set_log_level(log_level.upper())
     ranges = parse_partitions(partitions, CATALOG_PARTITION_COUNT)
@@ -176,6 +183,8 @@ def migrate_command(
             tags = partition_tags(start, end)
             if force_resync:
                 tags[FORCE_RESYNC_TAG] = "true"
+            if verify_all:
+                tags[VERIFY_TAG] = "full"
             if len(ranges) > 1:
                 console.print(f"{job_name}: partitions {start}..{end}")
             outcome = run_job(instance, job_name, tags=tags, run_config=run_config, console=console)

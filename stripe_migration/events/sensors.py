@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from stripe_migration import settings
 from stripe_migration.db.dagster_runs import runs_in_flight
 from stripe_migration.events.jobs import process_stripe_events
 from stripe_migration.events.policy import EventPolicy
@@ -27,7 +28,6 @@ from stripe_migration.resources.events_db import EventsDatabaseResource
 
 #: Shortest window for run keys and the cursor, whatever the retry delay.
 MIN_WINDOW_S = 60
-MINIMUM_INTERVAL_S = 30
 
 
 def batch_digest(events: Sequence[tuple[str, int]]) -> str:
@@ -53,7 +53,9 @@ def in_flight_runs(instance: dg.DagsterInstance) -> int:
 
 @dg.sensor(
     job=process_stripe_events,
-    minimum_interval_seconds=MINIMUM_INTERVAL_S,
+    minimum_interval_seconds=settings.sensor_interval_s(
+        settings.EVENTS_SENSOR_INTERVAL_ENV, settings.EVENTS_SENSOR_INTERVAL_S
+    ),
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def stripe_events_sensor(

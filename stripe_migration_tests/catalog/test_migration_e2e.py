@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from stripe_migration.catalog.checks import duplicates_created_since
 from stripe_migration.catalog.stripe_payloads import custom_product_id
+from stripe_migration.resources.supabase.resource import SupabaseResource
 from stripe_migration.sandbox.sample_data import generate_products, insert_products
+from stripe_migration.settings import CATALOG_PARTITION_COUNT, VERIFY_TAG
+from stripe_migration_tests.fixtures.migration import stripe_resource_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -132,15 +137,20 @@ def test_forced_resync_repairs_a_product_edited_in_stripe(migration) -> None:
     client.v1.products.update(
         row["stripe_product_id"], {"name": "edited in the dashboard", "metadata": {"x": "y"}}
     )
-    # An ordinary run trusts the recorded sync state and writes nothing, but its verification
-    # sees the edit and fails the run, naming the product.
+    # An ordinary run trusts the recorded sync state: the product is not its work (without a
+    # webhook receiver nothing recorded the drift), so it writes nothing and verifies nothing.
     writes = migration.writes()
     ordinary = migration.run()
-    assert not ordinary.success
+    assert ordinary.success
     assert migration.writes() == writes
-    checks = {e.check_name: e for e in ordinary.get_asset_check_evaluations()}
+    # The audit reads the whole catalogue, sees the edit and fails, naming the product.
+    audit = migration.run("audit_catalog")
+    assert not audit.success
+    checks = {e.check_name: e for e in audit.get_asset_check_evaluations()}
     assert not checks["stripe_matches_cms"].passed
     assert checks["stripe_matches_cms"].metadata["mismatches"].value == 1
+    assert str(row["id"]) in str(checks["stripe_matches_cms"].metadata["rows"].value)
+    assert migration.writes() == writes
     assert client.v1.products.retrieve(row["stripe_product_id"]).name == "edited in the dashboard"
 
     result = migration.run(force_resync=True)
@@ -148,6 +158,7 @@ def test_forced_resync_repairs_a_product_edited_in_stripe(migration) -> None:
     repaired = client.v1.products.retrieve(row["stripe_product_id"])
     assert repaired.name == row["name"]
     assert "x" not in repaired.metadata
+    assert migration.run("audit_catalog").success
     assert migration.writes() - writes == 1
 
 
@@ -217,3 +228,61 @@ def test_rollback_of_a_later_run_restores_its_integer_sync_columns(migration) ->
     repriced = {str(r["id"]): r for r in migration.rows()}[first]
     assert repriced["synced_unit_amount"] == 7700
     assert _prices(migration)[repriced["stripe_price_id"]]["active"] is True
+
+
+def test_a_small_edit_costs_its_writes_and_reading_back_what_it_wrote(migration) -> None:
+    """Issue 14: a run's verification reads back what the run wrote (by id, and the products
+    created since it started), not the whole catalogue; ``verify=full`` reads everything."""
+    _seed(migration, 400, bad_fraction=0.0)
+    assert migration.run().success
+    edited = [str(r["id"]) for r in migration.rows()[:5]]
+    migration.execute(
+        "UPDATE products SET name = name || ' (new)' WHERE id = ANY(%s::uuid[])", (edited,)
+    )
+    writes, reads = migration.writes(), migration.requests("GET")
+    result = migration.run()
+    assert result.success
+    assert migration.writes() - writes == 5
+    # One list call by ids for the five products, one for the products created since the start.
+    assert migration.requests("GET") - reads == 2
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["stripe_matches_cms"].metadata["products_compared"].value == 5
+    assert all(e.passed for e in checks.values())
+    named = {p["metadata"]["cms_id"]: p["name"] for p in _stripe_products(migration)}
+    assert all(named[i].endswith(" (new)") for i in edited)
+
+    reads = migration.requests("GET")
+    full = migration.run(tags={VERIFY_TAG: "full"})
+    assert full.success
+    checks = {e.check_name: e for e in full.get_asset_check_evaluations()}
+    assert checks["stripe_matches_cms"].metadata["products_compared"].value == 400
+    # Four list calls by ids (100 each) and four pages of every product.
+    assert migration.requests("GET") - reads == 8
+
+
+def test_a_second_product_for_a_row_is_named_by_its_window_and_by_the_audit(
+    migration, gateway
+) -> None:
+    """A product made for a CMS row that already has one (by hand here, as a duplicate would
+    be) is named by the check of the products created in a run's window, and by the audit."""
+    _seed(migration, 20, bad_fraction=0.0)
+    assert migration.run().success
+    row = migration.rows()[0]
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    made = migration.emulator.client().v1.products.create(
+        {"name": "a second one", "metadata": {"cms_id": str(row["id"])}}
+    )
+    api = stripe_resource_for(migration.emulator).get_client()
+    db = SupabaseResource(url=gateway.url, service_role_key=gateway.key).get_client()
+    buckets = list(range(CATALOG_PARTITION_COUNT))
+    counted, duplicates = duplicates_created_since(api, db, before, buckets)
+    assert counted >= 1  # the one made by hand (and the run's, when made in the same second)
+    assert [d["cms_id"] for d in duplicates] == [str(row["id"])]
+    assert made.id in duplicates[0]["problem"]
+    later = datetime.now(UTC) + timedelta(seconds=2)
+    assert duplicates_created_since(api, db, later, buckets) == (0, [])
+
+    audit = migration.run("audit_catalog")
+    checks = {e.check_name: e for e in audit.get_asset_check_evaluations()}
+    assert not audit.success and not checks["one_stripe_product_per_cms_id"].passed
+    assert str(row["id"]) in str(checks["one_stripe_product_per_cms_id"].metadata["rows"].value)

@@ -301,7 +301,10 @@ def test_blocking_check_failure_exits_1_and_force_resync_repairs(cli_env, emulat
     product = emulator.control.objects("product")[0]
     emulator.client().v1.products.update(product["id"], {"name": "Renamed in the dashboard"})
 
-    result = _invoke(["migrate", "--json", "--partition", bucket])
+    # An ordinary run verifies what it wrote (nothing); --verify-all reads every row.
+    ordinary = _invoke(["migrate", "--json", "--partition", bucket])
+    assert ordinary.exit_code == 0, ordinary.output
+    result = _invoke(["migrate", "--json", "--verify-all", "--partition", bucket])
     assert result.exit_code == 1
     line = _one_line_error(result)
     assert "blocking check failed: stripe_matches_cms" in line
@@ -313,7 +316,7 @@ def test_blocking_check_failure_exits_1_and_force_resync_repairs(cli_env, emulat
     assert summary["report"]["created"] == summary["report"]["failed"] == 0
     assert summary["failed_checks"][0].startswith("stripe_matches_cms on stripe_products")
 
-    plain = _invoke(["migrate", "--partition", bucket])
+    plain = _invoke(["migrate", "--verify-all", "--partition", bucket])
     assert plain.exit_code == 1
     assert "# Catalogue migration report" in plain.stdout
     assert "created 0, updated 0, repriced 0, archived 0" in plain.stdout
