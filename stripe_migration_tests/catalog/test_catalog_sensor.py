@@ -74,7 +74,7 @@ def test_ticks_launch_each_change_once_and_nothing_when_nothing_changed(migratio
     catalog = generate_catalog(40, seed=11, bad_fraction=0.1)
     insert_products(migration.database_url, catalog.rows)
     first = daemon.tick()
-    assert first, "new rows launch runs"
+    assert len(first) == 1, "new rows in many buckets: one run"
     valid = {str(r["id"]) for r in catalog.rows} - set(catalog.defects)
     assert set(_products(migration)) == valid
     for request in first:
@@ -144,7 +144,7 @@ def test_a_migration_in_flight_makes_the_sensor_wait(migration, gateway) -> None
     assert "1 migration runs queued or running" in (result.skip_message or "")
 
 
-def test_runs_cover_contiguous_buckets_and_keys_follow_the_work() -> None:
+def test_one_run_spans_the_buckets_with_work_and_its_key_follows_the_work() -> None:
     work = [
         BucketWork(3, 2, "2026-12-03T10:00:00+00:00", None, 0, None),
         BucketWork(4, 0, None, None, 1, "2026-12-03T10:01:00+00:00"),
@@ -152,9 +152,10 @@ def test_runs_cover_contiguous_buckets_and_keys_follow_the_work() -> None:
         BucketWork(12, 0, None, None, 0, None),
     ]
     runs = plan_runs(work)
-    assert [(s, e) for s, e, _ in runs] == [("03", "04"), ("09", "09")]
+    assert [(s, e) for s, e, _ in runs] == [("03", "09")]
+    assert [w.bucket for w in runs[0][2]] == [3, 4, 9]  # bucket 12 has no work
     edited = BucketWork(3, 2, "2026-12-03T10:05:00+00:00", None, 0, None)
-    assert work_key(runs[0][2]) != work_key([edited, work[1]])
+    assert work_key(runs[0][2]) != work_key([edited, work[1], work[2]])
     assert work_key(runs[0][2]) == work_key(list(reversed(runs[0][2])))
 
 
