@@ -252,6 +252,11 @@ def test_a_small_edit_costs_its_writes_and_reading_back_what_it_wrote(migration)
     named = {p["metadata"]["cms_id"]: p["name"] for p in _stripe_products(migration)}
     assert all(named[i].endswith(" (new)") for i in edited)
 
+    # Nothing changed since: the run writes nothing, so its verification reads nothing.
+    calls = migration.requests()
+    assert migration.run().success
+    assert migration.requests() == calls
+
     reads = migration.requests("GET")
     full = migration.run(tags={VERIFY_TAG: "full"})
     assert full.success
