@@ -25,6 +25,7 @@ from stripe_migration.cli.errors import (
     CommandFailed,
 )
 from stripe_migration.cli.partitions import parse_partitions
+from stripe_migration.cli.pending_work import NOTHING_TO_SYNC, catalogue_has_work
 from stripe_migration.cli.report import combine_reports, plan_text, report_line, rollback_summary
 from stripe_migration.cli.runner import (
     RunOutcome,
@@ -158,7 +159,9 @@ def migrate_command(
     """Migrate the catalogue to Stripe, or plan it (--dry-run).
 
     Runs the migrate_catalog job (plan_catalog with --dry-run) on the Dagster instance. A run
-    can be stopped at any moment: the next one resumes from the last checkpoint.
+    can be stopped at any moment: the next one resumes from the last checkpoint. With nothing to
+    do (and no --partition, --force-resync, --verify-all or --dry-run) it says so and starts no
+    run.
     """
     from stripe_migration.settings import CATALOG_PARTITION_COUNT, FORCE_RESYNC_TAG, VERIFY_TAG
 
@@ -168,6 +171,25 @@ def migrate_command(
     require_settings()
     load_definitions()  # a bad setting fails here, naming itself
     job_name = "plan_catalog" if dry_run else "migrate_catalog"
+    asked_for_a_run = partitions or dry_run or force_resync or verify_all
+    if not asked_for_a_run and not catalogue_has_work():
+        click.echo(NOTHING_TO_SYNC, err=True)
+        if as_json:
+            summary = {
+                "command": "migrate",
+                "job": job_name,
+                "success": True,
+                "run_id": None,
+                "run_ids": [],
+                "partitions": [],
+                "dry_run": False,
+                "force_resync": False,
+                "reason": "nothing to sync",
+                "report": None,
+                "failed_checks": [],
+            }
+            click.echo(json.dumps(summary, indent=2, sort_keys=False))
+        return
     apply_config = {
         k: v for k, v in (("batch_size", batch_size), ("workers", workers)) if v is not None
     }

@@ -227,6 +227,18 @@ def test_dry_run_then_migrate_then_rollback(cli_env, emulator) -> None:
         assert run.tags["dagster/asset_partition_range_start"] == "00"
         assert run.tags["dagster/asset_partition_range_end"] == "15"
 
+    # Nothing to do (the invalid rows wait for an edit): no run, no Stripe call.
+    calls = emulator.control.stats()["requests_total"]
+    with dg.DagsterInstance.get() as instance:
+        runs = len(instance.get_run_records())
+    idle = _invoke(["migrate", "--json"])
+    assert idle.exit_code == 0, idle.output
+    assert json.loads(idle.stdout)["run_ids"] == []
+    assert "nothing to sync" in idle.stderr
+    assert emulator.control.stats()["requests_total"] == calls
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_run_records()) == runs
+
     result = _invoke(["rollback", "--run-id", run_id, "--json"])
     assert result.exit_code == 0, result.output
     rollback = json.loads(result.stdout)
