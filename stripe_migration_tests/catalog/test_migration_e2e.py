@@ -266,6 +266,7 @@ def test_a_small_edit_costs_its_writes_and_reading_back_what_it_wrote(migration)
     assert migration.requests("GET") - reads == 6
 
 
+@pytest.mark.slow  # two runs and an audit; the fast tier keeps the first run and the dry run
 def test_a_second_product_for_a_row_is_named_by_its_window_and_by_the_audit(
     migration, gateway
 ) -> None:

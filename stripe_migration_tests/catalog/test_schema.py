@@ -389,6 +389,7 @@ _rows = st.lists(
 )
 
 
+@pytest.mark.slow  # 150 generated catalogues; the fast tier keeps the model's property test
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_rows)
 def test_validation_never_raises(rows: list[dict[str, Any]]) -> None:

@@ -89,6 +89,7 @@ def test_fill_gaps_stores_what_the_receiver_missed(cli_env, emulator) -> None:  
     assert f"stored {len(stored)} events the receiver had missed" in result.stdout
 
 
+@pytest.mark.slow  # the fast tier keeps status, process and archive
 def test_a_batch_that_failed_whole_is_counted_and_the_command_goes_on(cli_env) -> None:  # noqa: F811
     db = cli_env["DATABASE_URL"]
     now = int(time.time())

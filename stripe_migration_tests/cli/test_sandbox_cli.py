@@ -21,6 +21,7 @@ def _sandbox(*args: str):
     return CliRunner().invoke(main, ["sandbox", *args], catch_exceptions=False)
 
 
+@pytest.mark.slow  # starts and stops the whole stack twice
 def test_down_says_what_it_keeps_and_purge_removes_it(tmp_path: Path) -> None:
     up = _sandbox("up", "--dir", str(tmp_path))
     assert up.exit_code == 0, up.output

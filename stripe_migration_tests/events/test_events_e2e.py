@@ -202,6 +202,7 @@ def test_webhook_serve_receives_signed_events(migrated_db: str, tmp_path: Path) 
     assert "receiving Stripe webhooks on" in output and secret not in output
 
 
+@pytest.mark.slow  # several processing runs; the fast tier keeps the sensor and webhook tests
 def test_reprocess_dead_gives_dead_events_new_attempts_and_keeps_their_history(
     migrated_db: str, instance: dg.DagsterInstance
 ) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 import psycopg
+import pytest
 
 from stripe_migration.webhook.app import create_app
 from stripe_migration.webhook.signature import sign
@@ -173,6 +174,7 @@ async def _burst(
     return acknowledged, lost_answers
 
 
+@pytest.mark.slow  # a 2,000-event burst and a worker restart; the fast tier keeps the others
 def test_every_event_answered_2xx_survives_a_worker_killed_mid_burst(
     migrated_db: str, tmp_path: Path
 ) -> None:

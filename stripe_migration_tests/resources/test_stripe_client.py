@@ -448,6 +448,7 @@ def test_sixteen_threads_keep_to_a_20_per_second_limit(emulator) -> None:
     assert meta["stripe_requests_per_s"] <= 22.0, meta
 
 
+@pytest.mark.slow  # seconds of rate-limited calls; the fast tier keeps the 429 and fault tests
 def test_a_mix_on_four_endpoints_at_the_live_rates_completes(emulator) -> None:
     # That four endpoints together use the whole account rate is shown on a fake clock in
     # test_rate_limit.py; the rate reached over real HTTP depends on the machine's load.
