@@ -68,6 +68,10 @@ class StripeProductState:
     stray_price_ids: tuple[str, ...] = ()
     #: Whether one of those holds the CMS lookup key, which then goes back to the default price.
     stray_holds_lookup_key: bool = False
+    #: True for a product born through its price whose completion a kill prevented: it has no
+    #: default price yet; ``default_price_id`` is then the price that made it (which holds the
+    #: CMS lookup key), the one to make its default.
+    default_price_unset: bool = False
 
     @classmethod
     def from_stripe(
@@ -131,6 +135,9 @@ class PlannedAction:
     #: The CMS version (``updated_at``) of a row refused by the validation, which has no
     #: ``product``: recorded like a synced row's, so that only an edit makes it work again.
     invalid_version: str | None = None
+    #: True when the product was born through its price and never completed: the update sends
+    #: the full content with ``stripe_price_id`` as the default price.
+    completes_product: bool = False
 
     @property
     def updates_product(self) -> bool:

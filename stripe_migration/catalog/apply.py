@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from stripe_migration.catalog.actions import PlannedAction
+from stripe_migration.catalog.actions import Action, PlannedAction
+from stripe_migration.catalog.create_paths import CreatePaths
 from stripe_migration.catalog.writes import (
     FatalApplyError,
     RecordKeyGeneration,
@@ -45,6 +46,11 @@ class ApplyStats:
     #: Rows the validation refused (a subset of ``failed``).
     invalid: int = 0
     adopted: int = 0
+    #: New products created by ``POST /v1/products`` and through their price (see create_paths).
+    created_by_product: int = 0
+    created_by_price: int = 0
+    #: The share of new products aimed at the second way, and how it was chosen.
+    create_paths: str = ""
     batches: int = 0
     seconds: float = 0.0
     #: The Stripe client's counters (requests, retries, 429s, limiter waits), filled by the caller.
@@ -68,6 +74,7 @@ def apply_plan(
     progress_interval_s: float = PROGRESS_LOG_INTERVAL_S,
     mark: Callable[[list[str]], None] | None = None,
     record_generation: RecordKeyGeneration | None = None,
+    paths: CreatePaths | None = None,
 ) -> ApplyStats:
     """Apply every write action of ``plan``, checkpointing every ``batch_size`` results.
 
@@ -110,6 +117,11 @@ def apply_plan(
             if result.sync_status == "failed":
                 stats.failed += 1
                 stats.failures.append((result.id, result.sync_error or ""))
+            if result.created_product and result.action == Action.CREATE.value:
+                if result.created_by_price:
+                    stats.created_by_price += 1
+                else:
+                    stats.created_by_product += 1
             if result.refused:
                 stats.refused += 1
                 stats.refusals.append((result.id, result.sync_error or ""))
@@ -146,7 +158,11 @@ def apply_plan(
                 if mark is not None and submitted == marked:
                     marked = min(submitted + batch_size, len(writes))
                     mark([str(item.cms_id) for item in writes[submitted:marked]])
-                future = pool.submit(apply_one, api, writes[submitted], run_id, record_generation)
+                item = writes[submitted]
+                by_price = paths is not None and item.action is Action.CREATE and paths.by_price()
+                future = pool.submit(
+                    apply_one, api, item, run_id, record_generation, by_price=by_price
+                )
                 pending.add(future)
                 uncollected.add(future)
                 submitted += 1
@@ -168,6 +184,8 @@ def apply_plan(
         pool.shutdown(wait=True)
     flush()
     stats.seconds = time.monotonic() - started
+    if paths is not None:
+        stats.create_paths = paths.summary()
     if progress:
         progress(stats)
     if fatal is not None:

@@ -16,6 +16,7 @@ from pydantic import Field
 from stripe_migration.catalog import apply as applying
 from stripe_migration.catalog.actions import Action, PlannedAction
 from stripe_migration.catalog.columns import BOOKKEEPING_COLUMNS, PRODUCT_COLUMNS
+from stripe_migration.catalog.create_paths import CreatePaths, limiter_rates, other_calls
 from stripe_migration.catalog.partitions import (
     RANGE_END,
     RANGE_START,
@@ -97,6 +98,14 @@ class ApplyConfig(dg.Config):
         default=DEFAULT_APPLY_WORKERS,
         ge=1,
         description="Threads calling Stripe; the rate limiter sets the pace.",
+    )
+    share_by_price: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Share of new products created through POST /v1/prices (+ completion) "
+        "rather than POST /v1/products; empty (the default): chosen from the rate limits, so "
+        "that the plan finishes soonest.",
     )
 
 
@@ -362,6 +371,12 @@ def stripe_catalog(
         context.log_event(dg.AssetObservation(asset_key="stripe_products", metadata=figures))
         context.log.debug(progress_line(figures))
 
+    paths = CreatePaths(
+        sum(1 for item in plan if item.action is Action.CREATE),
+        other_calls(item.action for item in plan if item.writes > 0),
+        limiter_rates(api.limiter),
+        fixed_share=config.share_by_price,
+    )
     try:
         stats = applying.apply_plan(
             api,
@@ -374,11 +389,14 @@ def stripe_catalog(
             progress_interval_s=PROGRESS_LOG_INTERVAL_S,
             mark=mark,
             record_generation=record_generation,
+            paths=paths,
         )
     except FatalApplyError as exc:
         raise dg.Failure(description=str(exc), metadata=api.stats_metadata()) from None
     api_stats = api.stats_metadata()
     stats.api = dict(api_stats)
+    if stats.created_by_product or stats.created_by_price:
+        context.log.info(stats.create_paths)
     by_action = {
         f"applied_{a}": stats.by_action.get(a.value, 0)
         for a in Action
@@ -393,6 +411,8 @@ def stripe_catalog(
             "products_per_second": round(stats.products_per_second, 2),
             "apply_seconds": round(stats.seconds, 3),
             **by_action,
+            **{k: getattr(stats, k) for k in ("created_by_product", "created_by_price")},
+            "create_paths": stats.create_paths,
             **api_stats,
         },
     )

@@ -263,12 +263,17 @@ def _plan_against_stripe(
             state.default_price_id, unset if action is not Action.REPRICE else (), adopt,
             state.unit_amount, state.currency, status, interrupted=interrupted(product),
             stray_price_ids=strays, compared_with_stripe=True,
+            completes_product=state.default_price_unset
+            and action in (Action.UPDATE, Action.ARCHIVE),
             # a reprice's new price takes the lookup key over itself
             reclaim_lookup_key=state.stray_holds_lookup_key
             and action not in (Action.REPRICE, Action.UPDATE_AND_REPRICE)
             and state.default_price_id is not None,
         )  # fmt: skip
 
+    if state.default_price_unset:
+        # born through its price, then killed before its completion: the update completes it
+        changes.insert(0, "left half-made by an interrupted create: completed")
     if not active:
         notes = ["price change deferred: the product is inactive"] if price_changed else []
         if state.active:

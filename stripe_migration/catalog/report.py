@@ -20,6 +20,9 @@ def report_metadata(plan: Sequence[PlannedAction], stats: ApplyStats) -> dict[st
     applied = stats.by_action
     return {
         "created": applied.get(Action.CREATE.value, 0),
+        # the two ways of creating a product (see catalog/create_paths.py)
+        "created_by_product": stats.created_by_product,
+        "created_by_price": stats.created_by_price,
         "updated": applied.get(Action.UPDATE.value, 0)
         + applied.get(Action.UPDATE_AND_REPRICE.value, 0),
         "repriced": applied.get(Action.REPRICE.value, 0)
@@ -59,6 +62,8 @@ def render_report(plan: Sequence[PlannedAction], stats: ApplyStats) -> str:
         *(f"| {name.replace('_', ' ')} | {value} |" for name, value in figures.items()),
         "",
     ]
+    if stats.create_paths:
+        lines += [stats.create_paths[0].upper() + stats.create_paths[1:] + ".", ""]
     if stats.failures:
         lines += ["## Failed products", "", "| by field | rows |", "|---|---:|"]
         lines += [f"| {kind} | {count} |" for kind, count in _failure_reasons(stats)]

@@ -45,6 +45,7 @@ from stripe_migration.catalog.columns import SYNC_COLUMNS
 from stripe_migration.catalog.hashing import content_hash, product_content
 from stripe_migration.catalog.schema import validate_products
 from stripe_migration.catalog.stripe_payloads import (
+    custom_product_id,
     idempotency_key,
     lookup_key_params,
     product_update_params,
@@ -404,6 +405,21 @@ def _rollback_chunk(
         return
     restored = _restored_ids(store.rpc("restore_sync_state", {"states": states, "run_id": run_id}))
     result.rows_restored += len(restored)
+    # A product born through its price has Stripe's own id, which the restored row no longer
+    # records: a mark makes the next run look it up (by its lookup key) and adopt it, as the
+    # custom id does for the others, instead of creating a second one.
+    by_price = [
+        u.cms_id
+        for u in undos
+        if u.archive and u.cms_id in restored and u.archive != custom_product_id(u.cms_id)
+    ]
+    if by_price:
+        store.update(
+            "products",
+            {"sync_run_id": f"rollback of {run_id}"},
+            [("id", "in", by_price)],
+            return_rows=False,
+        )
     for state in states:
         if str(state["id"]) not in restored:
             result.kept.append(

@@ -8,6 +8,13 @@ themselves are made by :mod:`stripe_migration.catalog.writes`):
   unit_amount, metadata ``cms_id``) and the custom id ``cms_<id>``: a new product costs one write,
   and a second product for the same CMS row is impossible. ``default_price_data`` has no
   ``lookup_key`` parameter in the API, so that first price carries none.
+- ``create`` through the price (the second path, :mod:`stripe_migration.catalog.create_paths`
+  chooses which new products take it): ``POST /v1/prices`` with ``product_data`` (name, active,
+  metadata: all the API takes there) and the lookup key ``cms_<id>`` *without*
+  ``transfer_lookup_key``, then ``POST /v1/products/{id}`` with the full content and
+  ``default_price``: two writes, on two endpoints other than the first path's. Stripe refuses a
+  second price with a lookup key an active price holds, so that key does for this path what the
+  custom id does for the first (``product_data[id]`` is deprecated in the API: not used).
 - ``update`` / ``archive``: one ``POST /v1/products/{id}`` with the full content (``active=false``
   for an archive). Cleared fields are sent as ``""`` (Stripe's "unset"); metadata keys to remove are
   sent with an empty value.
@@ -135,6 +142,32 @@ def price_create_params(product: Mapping[str, Any], product_id: str) -> dict[str
     }
 
 
+def price_with_new_product_params(product: Mapping[str, Any]) -> dict[str, Any]:
+    """``POST /v1/prices`` params creating the product with its first price (``product_data``):
+    the price holds the CMS lookup key, never transferred, so Stripe refuses a second one."""
+    content = product_content(product)
+    cms_id = _cms_id(product)
+    return {
+        "currency": str(product["currency"]),
+        "unit_amount": int(product["unit_amount"]),
+        "lookup_key": price_lookup_key(cms_id),
+        "metadata": {CMS_ID_METADATA_KEY: cms_id},
+        "product_data": {
+            "name": content["name"],
+            "active": content["active"],
+            "metadata": dict(content["metadata"]),
+        },
+    }
+
+
+def product_completion_params(
+    product: Mapping[str, Any], price_id: str, unset_metadata_keys: Iterable[str] = ()
+) -> dict[str, Any]:
+    """``POST /v1/products/{id}`` params completing a product born through its price: the full
+    content (description and images, which ``product_data`` cannot carry) and ``default_price``."""
+    return product_update_params(product, unset_metadata_keys, default_price=price_id)
+
+
 def lookup_key_params(cms_id: str) -> dict[str, Any]:
     """``POST /v1/prices/{price}`` params giving an existing price the CMS lookup key."""
     return {"lookup_key": price_lookup_key(cms_id), "transfer_lookup_key": True}
@@ -151,6 +184,18 @@ def deactivate_price_params() -> dict[str, Any]:
 def product_create_key(cms_id: str, run_id: str, content_hash: str | None) -> str:
     """``POST /v1/products`` of a new product (the custom id already refuses a second one)."""
     return idempotency_key("product.create", cms_id, run_id, content_hash)
+
+
+def price_with_new_product_key(cms_id: str, run_id: str, content_hash: str | None) -> str:
+    """``POST /v1/prices`` with ``product_data`` (the lookup key already refuses a second one)."""
+    return idempotency_key("price.create_product", cms_id, run_id, content_hash)
+
+
+def product_completion_key(
+    cms_id: str, run_id: str, price_id: str, content_hash: str | None
+) -> str:
+    """``POST /v1/products/{id}`` completing a product born through ``price_id``."""
+    return idempotency_key("product.complete", cms_id, run_id, price_id, content_hash)
 
 
 def product_update_key(cms_id: str, run_id: str, content_hash: str | None) -> str:

@@ -1,8 +1,11 @@
 """What Stripe actually holds for a set of CMS products: the input of a forced resync.
 
 Products are looked up by id, never by search (Stripe's search index lags by up to a minute): the
-id recorded in the CMS row and the custom id the migration gives every product it creates, 100 ids
-per list call (several at once), with the default price expanded in the same call.
+id recorded in the CMS row and the custom id the migration gives every product it creates by the
+product, 100 ids per list call (several at once), with the default price expanded in the same
+call. A row a run may have created a product for by its price (Stripe's own id, see
+:mod:`stripe_migration.catalog.create_paths`) and that neither id finds is looked up by the lookup
+key its first price holds.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from stripe_migration.catalog.stripe_payloads import custom_product_id, price_lo
 
 #: Stripe's largest page, and the most ids one list call may filter on.
 LIST_PAGE_SIZE = 100
+#: The most lookup keys one ``GET /v1/prices`` may filter on.
+LOOKUP_KEYS_PER_CALL = 10
 #: List calls in flight at once.
 FETCH_WORKERS = 8
 
@@ -56,7 +61,8 @@ def fetch_stripe_state(
     """
     candidates: dict[str, list[str]] = {}  # Stripe product id -> CMS ids that may own it
     order: dict[str, list[str]] = {}  # CMS id -> its candidate product ids, preferred first
-    for row in rows:
+    rows_seen = list(rows)
+    for row in rows_seen:
         cms_id = str(row["id"])
         recorded = row.get("stripe_product_id")
         ids = [i for i in (recorded, custom_product_id(cms_id)) if isinstance(i, str) and i]
@@ -87,6 +93,59 @@ def fetch_stripe_state(
             if product_id in found:
                 state[cms_id] = StripeProductState.from_stripe(found[product_id])
                 break
+    unfound = [str(row["id"]) for row in rows_seen if str(row["id"]) not in state and _tried(row)]
+    state.update(fetch_by_lookup_key(api, unfound))
+    return state
+
+
+def _tried(row: Mapping[str, Any]) -> bool:
+    """Whether a run may have made a Stripe product for ``row`` that the id lookup cannot find
+    (one born through its price has Stripe's own id): a run's mark survives on it (a kill, or a
+    rollback that archived such a product), or a run synced it once."""
+    return any(
+        isinstance(row.get(column), str) and row.get(column)
+        for column in ("sync_run_id", "synced_run_id", "stripe_product_id")
+    )
+
+
+def fetch_by_lookup_key(api: StripeReader, cms_ids: Iterable[str]) -> dict[str, StripeProductState]:
+    """Stripe's state of the products born through their price for ``cms_ids``: the product of
+    the price holding each CMS lookup key (10 keys per list call, the API's most, with the
+    product expanded). A product a kill left without its default price is described with that
+    price as the default to set (``default_price_unset``)."""
+
+    def fetch(chunk: list[str]) -> list[dict[str, Any]]:
+        keys = [price_lookup_key(cms_id) for cms_id in chunk]
+        return [
+            plain(price)
+            for price in api.list_prices(
+                lookup_keys=keys, limit=LIST_PAGE_SIZE, expand=["data.product"]
+            )
+        ]
+
+    wanted = list(dict.fromkeys(cms_ids))
+    chunks = list(_chunks(wanted, LOOKUP_KEYS_PER_CALL))
+    state: dict[str, StripeProductState] = {}
+    if not chunks:
+        return state
+    by_key = {price_lookup_key(cms_id): cms_id for cms_id in wanted}
+    with ThreadPoolExecutor(max_workers=max(1, min(FETCH_WORKERS, len(chunks)))) as pool:
+        for prices in pool.map(fetch, chunks):
+            for price in prices:
+                cms_id = by_key.get(price.get("lookup_key") or "")
+                product = price.get("product")
+                if cms_id is None or not isinstance(product, Mapping):
+                    continue
+                default = product.get("default_price")
+                if default is None and price.get("active"):
+                    state[cms_id] = replace(
+                        StripeProductState.from_stripe(product, default_price=price),
+                        default_price_unset=True,
+                    )
+                elif default == price["id"]:
+                    state[cms_id] = StripeProductState.from_stripe(product, default_price=price)
+                else:
+                    state[cms_id] = StripeProductState.from_stripe(product)
     return state
 
 

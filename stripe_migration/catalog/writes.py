@@ -5,7 +5,11 @@ No Dagster here; :mod:`stripe_migration.catalog.apply` runs these on worker thre
 Why a resumed run never duplicates anything:
 - a new product is created with a **custom id derived from the CMS id**, so Stripe itself refuses
   a second one (``resource_already_exists``); the product is then adopted and planned against its
-  actual state;
+  actual state. A new product born through its price (the second way, see
+  :mod:`stripe_migration.catalog.create_paths`) gets Stripe's own id instead; its first price
+  holds the lookup key ``cms_<id>``, never transferred, so Stripe refuses a second such price, and
+  the product that price belongs to is adopted the same way (completed first when a kill left it
+  between its two calls);
 - a new price (the one write with neither a custom id nor a naturally repeatable effect) carries
   an idempotency key spanning runs: CMS id, amount, currency and the price it replaces;
 - the other writes (updates, archive, default-price switch, deactivation) set values, so repeating
@@ -86,6 +90,8 @@ class SyncResult:
     synced_currency: str | None = None
     synced_metadata_keys: list[str] | None = None
     created_product: bool = False
+    #: True when the product was created through its price (``POST /v1/prices`` + completion).
+    created_by_price: bool = False
     #: True when Stripe refused a valid row (the row is failed with Stripe's message).
     refused: bool = False
 
@@ -133,6 +139,7 @@ def _synced(
     price_id: str | None = None,
     *,
     created_product: bool = False,
+    created_by_price: bool = False,
 ) -> SyncResult:
     """The result of applying ``item``: the sync columns the plan says to record."""
     state = sync_state_after(item, stripe_product_id=product_id, stripe_price_id=price_id)
@@ -141,6 +148,7 @@ def _synced(
         action=item.action.value,
         synced_version=_version(item),
         created_product=created_product,
+        created_by_price=created_by_price,
         # nothing to record (an inactive row never synced) but an interrupted run's mark to clear
         sync_status=state.pop("sync_status", item.recorded_status or "pending"),
         **state,
@@ -186,6 +194,95 @@ def _create(
     return replace(result, action=item.action.value, created_product=True)
 
 
+def _create_by_price(
+    api: StripeWriter,
+    item: PlannedAction,
+    run_id: str,
+    record_generation: RecordKeyGeneration | None = None,
+) -> SyncResult:
+    """The second way: the price with ``product_data``, then the product completed (content and
+    default price). A lookup key already held means an earlier attempt made the product: adopt it.
+    """
+    product = item.product or {}
+    cms_id = str(item.cms_id)
+    params = payloads.price_with_new_product_params(product)
+    key = payloads.price_with_new_product_key(cms_id, run_id, item.content_hash)
+    try:
+        # a resend after a replayed failure is safe: the lookup key refuses a second price
+        price = plain(
+            _resend_on_replayed_failure(lambda k: api.create_price(params, idempotency_key=k), key)
+        )
+    except stripe.InvalidRequestError as exc:
+        if getattr(exc, "param", None) != "lookup_key":
+            raise
+        held = _price_holding_lookup_key(api, cms_id)
+        if held is None:
+            raise
+        return _adopt_by_price(api, item, held, run_id, record_generation)
+    product_id = str(price["product"])
+    try:
+        _complete(api, item, product_id, str(price["id"]), run_id)
+    except (stripe.InvalidRequestError, stripe.PermissionError) as exc:
+        # Half-made in Stripe: record the product, so that no later run makes a second one.
+        return SyncResult(
+            id=cms_id,
+            sync_status="failed",
+            action=item.action.value,
+            synced_version=_version(item),
+            stripe_product_id=product_id,
+            sync_error=error_text(exc),
+            created_product=True,
+            created_by_price=True,
+            refused=True,
+        )
+    return _synced(item, product_id, str(price["id"]), created_product=True, created_by_price=True)
+
+
+def _complete(
+    api: StripeWriter, item: PlannedAction, product_id: str, price_id: str, run_id: str
+) -> Mapping[str, Any]:
+    """Give a product born through ``price_id`` its full content and that price as its default."""
+    params = payloads.product_completion_params(
+        item.product or {}, price_id, item.unset_metadata_keys
+    )
+    key = payloads.product_completion_key(str(item.cms_id), run_id, price_id, item.content_hash)
+    return plain(
+        _resend_on_replayed_failure(
+            lambda k: api.update_product(product_id, params, idempotency_key=k), key
+        )
+    )
+
+
+def _price_holding_lookup_key(api: StripeWriter, cms_id: str) -> Mapping[str, Any] | None:
+    """The price holding the CMS product's lookup key, if any (a list filter, never search)."""
+    key = payloads.price_lookup_key(cms_id)
+    return next(iter(map(plain, api.list_prices(lookup_keys=[key], limit=1))), None)
+
+
+def _adopt_by_price(
+    api: StripeWriter,
+    item: PlannedAction,
+    price: Mapping[str, Any],
+    run_id: str,
+    record_generation: RecordKeyGeneration | None,
+) -> SyncResult:
+    """Adopt the product an earlier attempt made through ``price``: complete it if a kill left it
+    without a default price, then bring it up to date against its actual state."""
+    product_id = str(price["product"])
+    existing = plain(api.retrieve_product(product_id))
+    if existing.get("default_price") is None and price.get("active"):
+        _complete(api, item, product_id, str(price["id"]), run_id)
+        existing = plain(api.retrieve_product(product_id))
+    catch_up = plan_product(
+        item.product or {}, StripeProductState.from_stripe(existing), resync=True
+    )
+    if catch_up.writes == 0:
+        result = _synced(item, product_id, _default_price_id(existing))
+    else:
+        result = apply_one(api, catch_up, run_id, record_generation)
+    return replace(result, action=item.action.value, created_product=True, created_by_price=True)
+
+
 def _resend_on_replayed_failure(send: Callable[[str], Any], key: str) -> Any:
     """Send a write that is harmless to repeat; when Stripe replays a saved server error for its
     key (it would for 24 hours), send it again under a new key."""
@@ -222,6 +319,9 @@ def _send_content(api: StripeWriter, item: PlannedAction, key: str) -> Mapping[s
 
 def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     item = _with_known_metadata(api, item)
+    if item.completes_product and item.stripe_price_id:
+        updated = _complete(api, item, str(item.stripe_product_id), item.stripe_price_id, run_id)
+        return _synced(item, updated["id"], item.stripe_price_id)
     key = payloads.product_update_key(str(item.cms_id), run_id, item.content_hash)
     updated = _send_content(api, item, key)
     return _synced(item, updated["id"], item.stripe_price_id or _default_price_id(updated))
@@ -331,6 +431,9 @@ def _archive(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     # The full content (with active=false), not the flag alone: the checkpoint records the
     # content hash, so an edit made together with the deactivation must reach Stripe too.
     item = _with_known_metadata(api, item)
+    if item.completes_product and item.stripe_price_id:
+        archived = _complete(api, item, str(item.stripe_product_id), item.stripe_price_id, run_id)
+        return _synced(item, archived["id"], item.stripe_price_id)
     key = payloads.product_archive_key(str(item.cms_id), run_id, item.content_hash)
     archived = _send_content(api, item, key)
     return _synced(item, archived["id"], item.stripe_price_id)
@@ -372,14 +475,19 @@ def apply_one(
     item: PlannedAction,
     run_id: str,
     record_generation: RecordKeyGeneration | None = None,
+    *,
+    by_price: bool = False,
 ) -> SyncResult:
     """Apply one planned action; a per-product refusal becomes a failed result, not an exception.
 
     ``run_id`` scopes the idempotency keys of writes that are safe to repeat (see the module doc);
-    ``record_generation`` records a new price key generation before it is used.
+    ``record_generation`` records a new price key generation before it is used; ``by_price``
+    creates a new product the second way (through its price).
     """
     try:
         if item.action is Action.CREATE:
+            if by_price:
+                return _create_by_price(api, item, run_id, record_generation)
             return _create(api, item, run_id, record_generation)
         if item.action is Action.ARCHIVE_DELETED:
             return _archive_deleted(api, item, run_id)
