@@ -112,26 +112,41 @@ EVENTS_DB_CONNECT_TIMEOUT_S = 10
 
 # --- what the environment can set ---------------------------------------------------------------
 
-#: Environment variable → (StripeResource field, type).
-STRIPE_ENV: dict[str, tuple[str, type]] = {
-    "STRIPE_MAX_REQUESTS_PER_SECOND": ("max_requests_per_second", float),
-    "STRIPE_MAX_ENDPOINT_REQUESTS_PER_SECOND": ("max_endpoint_requests_per_second", float),
-    "STRIPE_MAX_IN_FLIGHT": ("max_in_flight", int),
-    "STRIPE_POOL_LIMIT": ("pool_limit", int),
-    "STRIPE_REQUEST_TIMEOUT_S": ("request_timeout_s", float),
-    "STRIPE_RETRY_ATTEMPTS": ("retry_attempts", int),
-    "STRIPE_ALLOW_LIVE": ("allow_live", bool),
-}
 
-#: Environment variable → (EventPolicy field, type).
-EVENTS_ENV: dict[str, tuple[str, type]] = {
-    "STRIPE_EVENTS_MAX_ATTEMPTS": ("max_attempts", int),
-    "STRIPE_EVENTS_RETRY_DELAY_S": ("retry_delay_s", int),
-    "STRIPE_EVENTS_RETENTION_DAYS": ("retention_days", int),
-    "STRIPE_EVENTS_ARCHIVE_ENABLED": ("archive_enabled", bool),
-    "STRIPE_EVENTS_BATCH_SIZE": ("batch_size", int),
-    "STRIPE_EVENTS_MAX_CONCURRENT_BATCHES": ("max_concurrent_batches", int),
-}
+def _env_table(prefix: str, fields: Mapping[str, type]) -> dict[str, tuple[str, type]]:
+    """Environment variable → (field, type) for ``fields`` (field name → type): each field's
+    variable is ``prefix`` followed by the field's name in capitals."""
+    return {prefix + field.upper(): (field, kind) for field, kind in fields.items()}
+
+
+#: Environment variable → (StripeResource field, type): ``STRIPE_MAX_IN_FLIGHT`` sets
+#: ``max_in_flight``, and so on.
+STRIPE_ENV = _env_table(
+    "STRIPE_",
+    {
+        "max_requests_per_second": float,
+        "max_endpoint_requests_per_second": float,
+        "max_in_flight": int,
+        "pool_limit": int,
+        "request_timeout_s": float,
+        "retry_attempts": int,
+        "allow_live": bool,
+    },
+)
+
+#: Environment variable → (EventPolicy field, type): ``STRIPE_EVENTS_BATCH_SIZE`` sets
+#: ``batch_size``, and so on.
+EVENTS_ENV = _env_table(
+    "STRIPE_EVENTS_",
+    {
+        "max_attempts": int,
+        "retry_delay_s": int,
+        "retention_days": int,
+        "archive_enabled": bool,
+        "batch_size": int,
+        "max_concurrent_batches": int,
+    },
+)
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")

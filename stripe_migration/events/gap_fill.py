@@ -19,8 +19,8 @@ from typing import Any
 
 import psycopg
 
+from stripe_migration import settings
 from stripe_migration.events.queries import newest_stored_created
-from stripe_migration.settings import EVENTS_GAP_FILL_OVERLAP_S
 from stripe_migration.webhook.store import MalformedEvent, insert_event, record_from_mapping
 
 ListEvents = Callable[[int | None, str | None], Any]
@@ -51,7 +51,7 @@ def _page_parts(page: Any) -> tuple[list[Any], bool]:
 def fill_gaps(
     conn: psycopg.Connection,
     stripe_list_events: ListEvents,
-    overlap_s: int = EVENTS_GAP_FILL_OVERLAP_S,
+    overlap_s: int = settings.EVENTS_GAP_FILL_OVERLAP_S,
     since: int | None = None,
 ) -> int:
     """List Stripe events created since the newest stored one (minus ``overlap_s``) and store the

@@ -14,39 +14,35 @@ import dagster as dg
 from pydantic import Field, StrictBool, StrictInt
 
 from stripe_migration import settings
+from stripe_migration.resources.setting_fields import at_least_one
 
 
 class EventPolicy(dg.ConfigurableResource):
     """How events are processed, retried and archived; checked once, by pydantic, at load."""
 
-    max_attempts: StrictInt = Field(
-        default=settings.EVENTS_MAX_ATTEMPTS,
-        ge=1,
-        description="Attempts before an event is dead (kept with its last error, not retried).",
+    max_attempts: StrictInt = at_least_one(
+        settings.EVENTS_MAX_ATTEMPTS,
+        "Attempts before an event is dead (kept with its last error, not retried).",
     )
     retry_delay_s: StrictInt = Field(
         default=settings.EVENTS_RETRY_DELAY_S,
         ge=0,
         description="Seconds after an attempt started before the event may be tried again.",
     )
-    retention_days: StrictInt = Field(
-        default=settings.EVENTS_RETENTION_DAYS,
-        ge=1,
-        description="Events created longer ago are moved to stripe_events_archive.",
+    retention_days: StrictInt = at_least_one(
+        settings.EVENTS_RETENTION_DAYS,
+        "Events created longer ago are moved to stripe_events_archive.",
     )
     archive_enabled: StrictBool = Field(
         default=settings.EVENTS_ARCHIVE_ENABLED,
         description="Off: the archive schedule skips and the archive asset moves nothing.",
     )
-    batch_size: StrictInt = Field(
-        default=settings.EVENTS_BATCH_SIZE,
-        ge=1,
-        description="Events claimed by one processing run.",
+    batch_size: StrictInt = at_least_one(
+        settings.EVENTS_BATCH_SIZE, "Events claimed by one processing run."
     )
-    max_concurrent_batches: StrictInt = Field(
-        default=settings.EVENTS_MAX_CONCURRENT_BATCHES,
-        ge=1,
-        description="Processing runs the sensor keeps in flight (queued or running) at once.",
+    max_concurrent_batches: StrictInt = at_least_one(
+        settings.EVENTS_MAX_CONCURRENT_BATCHES,
+        "Processing runs the sensor keeps in flight (queued or running) at once.",
     )
 
 

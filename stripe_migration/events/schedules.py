@@ -4,6 +4,7 @@ import dagster as dg
 
 from stripe_migration.events.jobs import archive_stripe_events, fill_stripe_event_gaps
 from stripe_migration.events.policy import EventPolicy
+from stripe_migration.scheduling import SCHEDULE_DEFAULTS, running_schedule
 
 #: 03:30 UTC, away from midnight when other daily jobs tend to start.
 ARCHIVE_CRON = "30 3 * * *"
@@ -11,12 +12,7 @@ ARCHIVE_CRON = "30 3 * * *"
 GAP_FILL_CRON = "20 * * * *"
 
 
-@dg.schedule(
-    job=archive_stripe_events,
-    cron_schedule=ARCHIVE_CRON,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+@dg.schedule(job=archive_stripe_events, cron_schedule=ARCHIVE_CRON, **SCHEDULE_DEFAULTS)
 def stripe_events_archive_daily(
     context: dg.ScheduleEvaluationContext, event_policy: EventPolicy
 ) -> dg.RunRequest | dg.SkipReason:
@@ -26,11 +22,9 @@ def stripe_events_archive_daily(
     return dg.RunRequest()
 
 
-stripe_event_gaps_hourly = dg.ScheduleDefinition(
-    name="stripe_event_gaps_hourly",
-    job=fill_stripe_event_gaps,
-    cron_schedule=GAP_FILL_CRON,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Store events Stripe has that the receiver missed, every hour.",
+stripe_event_gaps_hourly = running_schedule(
+    "stripe_event_gaps_hourly",
+    fill_stripe_event_gaps,
+    GAP_FILL_CRON,
+    "Store events Stripe has that the receiver missed, every hour.",
 )

@@ -1,13 +1,13 @@
 """Retries of failed requests, shared by the Stripe and Supabase clients: the settings their
-resources expose, and the :class:`RetryPolicy` that applies them with tenacity (exponential
-backoff with jitter, the last error re-raised)."""
+resources expose, the :class:`RetryPolicy` that applies them with tenacity (exponential backoff
+with jitter, the last error re-raised), and :class:`RetryingClient`, the clients' common base."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import Field
 from tenacity import (
@@ -17,6 +17,16 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+
+
+class RetryStats(Protocol):
+    """What :class:`RetryingClient` needs of a client's statistics: a retries counter."""
+
+    def add(self, *, retries: int = 0) -> None:
+        """Add to the counters."""
+
+
+S = TypeVar("S", bound=RetryStats)
 
 
 def retry_attempts_field(default: int, *, per: str) -> Any:
@@ -71,3 +81,28 @@ class RetryPolicy:
             sleep=self.sleep,
             reraise=True,
         )
+
+
+class RetryingClient(Generic[S]):
+    """Base of an API client that retries with a :class:`RetryPolicy` and counts its requests
+    and retries in ``stats``. A subclass logs each retry in :meth:`_log_retry`."""
+
+    def __init__(self, retry_policy: RetryPolicy, stats: S) -> None:
+        self.retry_policy = retry_policy
+        self.stats = stats
+
+    def _retrying(self, error_type: type[Exception]) -> Retrying:
+        """The policy's ``Retrying`` for the ``error_type`` errors marked ``retryable``; each retry
+        is counted and logged."""
+        return self.retry_policy.retrying(
+            lambda e: isinstance(e, error_type) and getattr(e, "retryable", False),
+            self._before_sleep,
+        )
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.stats.add(retries=1)
+        self._log_retry(state.outcome.exception() if state.outcome else None, state)
+
+    def _log_retry(self, err: BaseException | None, state: RetryCallState) -> None:
+        """Log the retry that ``state`` is about to wait for, after ``err``."""
+        raise NotImplementedError

@@ -35,7 +35,7 @@ from tenacity import RetryCallState
 from stripe_migration import settings
 from stripe_migration.resources.rate_limit import Permit, RateLimiter
 from stripe_migration.resources.redaction import redact
-from stripe_migration.resources.retry import RetryPolicy
+from stripe_migration.resources.retry import RetryingClient, RetryPolicy
 from stripe_migration.resources.stripe import classify
 from stripe_migration.resources.stripe.errors import (
     IdempotentReplayedError,
@@ -69,7 +69,7 @@ def key_mode(secret_key: str) -> KeyMode | None:
     return None
 
 
-class StripeApi:
+class StripeApi(RetryingClient[StripeStats]):
     """The operations the migration and the events code need, each through the limiter, retries
     and idempotency keys. Thread-safe: one instance (and one ``StripeClient``) serves all the
     worker threads of a step. Get it from :meth:`StripeResource.get_client`."""
@@ -84,13 +84,12 @@ class StripeApi:
         retry_policy: RetryPolicy,
         page_size: int = settings.STRIPE_LIST_PAGE_SIZE,
     ) -> None:
+        super().__init__(retry_policy, StripeStats())
         self._client = client
         self.limiter = limiter
         self.key_mode = key_mode
         self.allow_live = allow_live
-        self.retry_policy = retry_policy
         self.page_size = page_size
-        self.stats = StripeStats()
 
     def __repr__(self) -> str:
         return f"StripeApi(key_mode={self.key_mode!r}, allow_live={self.allow_live})"
@@ -139,9 +138,7 @@ class StripeApi:
                 self.limiter.record_success(permit)
                 return result
 
-        retrying = self.retry_policy.retrying(
-            lambda e: isinstance(e, StripeApiError) and e.retryable, self._before_sleep
-        )
+        retrying = self._retrying(StripeApiError)
         try:
             result = retrying(attempt)
         except StripeApiError as err:
@@ -223,9 +220,7 @@ class StripeApi:
             err, message, retryable=classify.is_retryable(err), attempts=1, **common
         )
 
-    def _before_sleep(self, state: RetryCallState) -> None:
-        self.stats.add(retries=1)
-        err = state.outcome.exception() if state.outcome else None
+    def _log_retry(self, err: BaseException | None, state: RetryCallState) -> None:
         wait = state.next_action.sleep if state.next_action else 0.0
         log.info(
             "%s; retry %d/%d in %.2f s",
@@ -249,27 +244,59 @@ class StripeApi:
                 return
             page_params["starting_after"] = page.data[-1].id
 
-    # -- products ------------------------------------------------------------------------------
+    def _service(self, objects: str) -> Any:
+        """stripe-python's service of ``objects`` ("products", "prices", "events")."""
+        return getattr(self._client.v1, objects)
+
+    def _create(self, objects: str, params: Mapping[str, Any], idempotency_key: str) -> Any:
+        """``POST /v1/<objects>``: create one object from ``params``."""
+        return self._call(
+            f"POST /v1/{objects}",
+            "create",
+            lambda o: self._service(objects).create(dict(params), o),
+            idempotency_key=idempotency_key,
+        )
+
+    def _update(
+        self, objects: str, object_id: str, params: Mapping[str, Any], idempotency_key: str
+    ) -> Any:
+        """``POST /v1/<objects>/{id}``: update ``object_id`` with ``params``."""
+        return self._call(
+            f"POST /v1/{objects}/{{id}}",
+            "update",
+            lambda o: self._service(objects).update(object_id, dict(params), o),
+            idempotency_key=idempotency_key,
+        )
+
+    def _list(self, objects: str, params: Mapping[str, Any]) -> Iterator[Any]:
+        """``GET /v1/<objects>``: every object matching ``params``, page after page."""
+        return self._pages(
+            f"GET /v1/{objects}", lambda p, o: self._service(objects).list(p, o), params
+        )
+
+    # -- writes (each with the caller's idempotency key) ---------------------------------------
 
     def create_product(self, params: Mapping[str, Any], *, idempotency_key: str) -> stripe.Product:
         """Create a product (``default_price_data`` creates its price in the same call)."""
-        return self._call(
-            "POST /v1/products",
-            "create",
-            lambda o: self._client.v1.products.create(dict(params), o),  # type: ignore[arg-type]
-            idempotency_key=idempotency_key,
-        )
+        return self._create("products", params, idempotency_key)
+
+    def create_price(self, params: Mapping[str, Any], *, idempotency_key: str) -> stripe.Price:
+        """Create a price."""
+        return self._create("prices", params, idempotency_key)
 
     def update_product(
         self, product_id: str, params: Mapping[str, Any], *, idempotency_key: str
     ) -> stripe.Product:
         """Update a product's fields."""
-        return self._call(
-            "POST /v1/products/{id}",
-            "update",
-            lambda o: self._client.v1.products.update(product_id, dict(params), o),  # type: ignore[arg-type]
-            idempotency_key=idempotency_key,
-        )
+        return self._update("products", product_id, params, idempotency_key)
+
+    def update_price(
+        self, price_id: str, params: Mapping[str, Any], *, idempotency_key: str
+    ) -> stripe.Price:
+        """Update what Stripe lets change on a price (active, metadata, nickname, lookup_key...)."""
+        return self._update("prices", price_id, params, idempotency_key)
+
+    # -- reads ---------------------------------------------------------------------------------
 
     def retrieve_product(
         self, product_id: str, *, expand: Sequence[str] = ("default_price",)
@@ -285,52 +312,16 @@ class StripeApi:
 
     def list_products(self, **params: Any) -> Iterator[stripe.Product]:
         """Every product matching ``params`` (``active``, ``ids``...), page after page."""
-        return self._pages(
-            "GET /v1/products",
-            lambda p, o: self._client.v1.products.list(p, o),  # type: ignore[arg-type]
-            params,
-        )
-
-    # -- prices --------------------------------------------------------------------------------
-
-    def create_price(self, params: Mapping[str, Any], *, idempotency_key: str) -> stripe.Price:
-        """Create a price."""
-        return self._call(
-            "POST /v1/prices",
-            "create",
-            lambda o: self._client.v1.prices.create(dict(params), o),  # type: ignore[arg-type]
-            idempotency_key=idempotency_key,
-        )
-
-    def update_price(
-        self, price_id: str, params: Mapping[str, Any], *, idempotency_key: str
-    ) -> stripe.Price:
-        """Update what Stripe lets change on a price (active, metadata, nickname, lookup_key...)."""
-        return self._call(
-            "POST /v1/prices/{id}",
-            "update",
-            lambda o: self._client.v1.prices.update(price_id, dict(params), o),  # type: ignore[arg-type]
-            idempotency_key=idempotency_key,
-        )
+        return self._list("products", params)
 
     def list_prices(self, **params: Any) -> Iterator[stripe.Price]:
         """Every price matching ``params`` (``product``, ``active``, ``lookup_keys``...)."""
-        return self._pages(
-            "GET /v1/prices",
-            lambda p, o: self._client.v1.prices.list(p, o),  # type: ignore[arg-type]
-            params,
-        )
-
-    # -- events and account --------------------------------------------------------------------
+        return self._list("prices", params)
 
     def list_events(self, **params: Any) -> Iterator[stripe.Event]:
         """Every event matching ``params`` (``type``, ``types``, ``created={"gte": ...}``), newest
         first as Stripe returns them."""
-        return self._pages(
-            "GET /v1/events",
-            lambda p, o: self._client.v1.events.list(p, o),  # type: ignore[arg-type]
-            params,
-        )
+        return self._list("events", params)
 
     def retrieve_account(self) -> stripe.Account:
         """Fetch the account the key belongs to (a cheap check that the key works)."""

@@ -33,6 +33,7 @@ from stripe_migration.resources.retry import (
     retry_max_delay_field,
 )
 from stripe_migration.resources.setting_checks import checked_unless_env_var, required_text
+from stripe_migration.resources.setting_fields import at_least_one, positive, timeout_field
 from stripe_migration.resources.stripe.client import StripeApi, key_mode
 
 #: The API version requests are pinned to: the one stripe-python 16.1 is generated for, so the
@@ -106,40 +107,29 @@ class StripeResource(ApiClientResource):
         description="Stripe-Version sent with every request; pinned to the version the "
         "installed stripe-python is generated for.",
     )
-    request_timeout_s: float = Field(
-        default=settings.STRIPE_REQUEST_TIMEOUT_S,
-        gt=0,
-        description="Seconds to wait for one HTTP response.",
-    )
-    max_requests_per_second: float = Field(
-        default=settings.STRIPE_SANDBOX_REQUESTS_PER_SECOND,
-        gt=0,
-        description="Account-wide request rate (all endpoints together). Stripe allows 25/s in "
+    request_timeout_s: float = timeout_field(settings.STRIPE_REQUEST_TIMEOUT_S, "one HTTP response")
+    max_requests_per_second: float = positive(
+        settings.STRIPE_SANDBOX_REQUESTS_PER_SECOND,
+        "Account-wide request rate (all endpoints together). Stripe allows 25/s in "
         "a sandbox and 100/s in live mode.",
     )
-    max_endpoint_requests_per_second: float = Field(
-        default=settings.STRIPE_ENDPOINT_REQUESTS_PER_SECOND,
-        gt=0,
-        description="Rate of any single endpoint (Stripe: 25/s).",
+    max_endpoint_requests_per_second: float = positive(
+        settings.STRIPE_ENDPOINT_REQUESTS_PER_SECOND, "Rate of any single endpoint (Stripe: 25/s)."
     )
-    max_in_flight: int = Field(
-        default=settings.STRIPE_MAX_IN_FLIGHT,
-        ge=1,
-        description="Most requests waiting for Stripe at once (across the step's threads).",
+    max_in_flight: int = at_least_one(
+        settings.STRIPE_MAX_IN_FLIGHT,
+        "Most requests waiting for Stripe at once (across the step's threads).",
     )
-    pool_limit: int = Field(
-        default=settings.STRIPE_POOL_LIMIT,
-        ge=1,
-        description="The limit of the Dagster pool 'stripe_api' (dagster.yaml): how many steps "
+    pool_limit: int = at_least_one(
+        settings.STRIPE_POOL_LIMIT,
+        "The limit of the Dagster pool 'stripe_api' (dagster.yaml): how many steps "
         "may call Stripe at once. Each step takes 1/pool_limit of every rate and of "
         "max_in_flight, so together they stay within the account's limits.",
     )
     retry_attempts: int = retry_attempts_field(settings.STRIPE_RETRY_ATTEMPTS, per="call")
     retry_initial_delay_s: float = retry_initial_delay_field(settings.STRIPE_RETRY_INITIAL_DELAY_S)
-    retry_multiplier: float = Field(
-        default=settings.STRIPE_RETRY_MULTIPLIER,
-        ge=1,
-        description="Each retry waits this many times longer than the last.",
+    retry_multiplier: float = at_least_one(
+        settings.STRIPE_RETRY_MULTIPLIER, "Each retry waits this many times longer than the last."
     )
     retry_max_delay_s: float = retry_max_delay_field(
         settings.STRIPE_RETRY_MAX_DELAY_S, between="two attempts"

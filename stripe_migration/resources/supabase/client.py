@@ -32,7 +32,7 @@ from supabase import Client
 from tenacity import RetryCallState
 
 from stripe_migration import settings
-from stripe_migration.resources.retry import RetryPolicy
+from stripe_migration.resources.retry import RetryingClient, RetryPolicy
 from stripe_migration.resources.supabase.errors import SupabaseError, error_message
 from stripe_migration.resources.supabase.exact_json import decoded_rows
 from stripe_migration.resources.supabase.stats import SupabaseStats
@@ -58,7 +58,7 @@ class PageOptions(TypedDict, total=False):
     page_size: int | None
 
 
-class SupabaseDb:
+class SupabaseDb(RetryingClient[SupabaseStats]):
     """Reads, bulk upserts and rpc calls on one supabase-py client. Thread-safe; get it from
     :meth:`SupabaseResource.get_client`."""
 
@@ -71,13 +71,13 @@ class SupabaseDb:
         upsert_chunk_size: int = settings.SUPABASE_WRITE_CHUNK_SIZE,
         retry_policy: RetryPolicy,
     ) -> None:
+        super().__init__(retry_policy, SupabaseStats())
         self.client = client
         self._http = http_client
+        # The status and response of the calling thread's last request (see _on_response).
+        self._status = threading.local()
         self.max_rows = max_rows
         self.upsert_chunk_size = upsert_chunk_size
-        self.retry_policy = retry_policy
-        self._status = threading.local()
-        self.stats = SupabaseStats()
 
     def __repr__(self) -> str:
         return f"SupabaseDb(url={str(self.client.supabase_url)!r})"
@@ -128,14 +128,9 @@ class SupabaseDb:
                     retryable=retry,
                 ) from None
 
-        retrying = self.retry_policy.retrying(
-            lambda e: isinstance(e, SupabaseError) and e.retryable, self._before_sleep
-        )
-        return retrying(attempt)
+        return self._retrying(SupabaseError)(attempt)
 
-    def _before_sleep(self, state: RetryCallState) -> None:
-        self.stats.add(retries=1)
-        err = state.outcome.exception() if state.outcome else None
+    def _log_retry(self, err: BaseException | None, state: RetryCallState) -> None:
         log.info("%s; retry %d/%d", err, state.attempt_number, self.retry_policy.attempts - 1)
 
     @staticmethod

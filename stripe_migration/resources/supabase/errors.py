@@ -18,10 +18,11 @@ class SupabaseError(Exception):
     _: KW_ONLY
     table: str
     http_status: int | None = None
+    retryable: bool = False
+    # PostgREST's own fields of the error, when it answered with one.
     code: str | None = None
     hint: str | None = None
     details: Any = None
-    retryable: bool = False
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

@@ -22,6 +22,7 @@ from stripe_migration.resources.retry import (
     retry_max_delay_field,
 )
 from stripe_migration.resources.setting_checks import checked_unless_env_var, required_text
+from stripe_migration.resources.setting_fields import at_least_one, timeout_field
 from stripe_migration.resources.supabase.client import SupabaseDb
 
 
@@ -61,24 +62,15 @@ class SupabaseResource(ApiClientResource):
         description="Service-role key (SUPABASE_SERVICE_ROLE_KEY); bypasses row-level security. "
         "Never shown in logs or errors.",
     )
-    request_timeout_s: float = Field(
-        default=settings.SUPABASE_REQUEST_TIMEOUT_S,
-        gt=0,
-        description="Seconds to wait for a response.",
-    )
-    connect_timeout_s: float = Field(
-        default=settings.SUPABASE_CONNECT_TIMEOUT_S,
-        gt=0,
-        description="Seconds to wait for a connection.",
-    )
-    max_rows: int = Field(
-        default=settings.SUPABASE_PAGE_SIZE,
-        ge=1,
-        description="The server's maximum rows per response (PostgREST db-max-rows; 1000 on "
+    request_timeout_s: float = timeout_field(settings.SUPABASE_REQUEST_TIMEOUT_S, "a response")
+    connect_timeout_s: float = timeout_field(settings.SUPABASE_CONNECT_TIMEOUT_S, "a connection")
+    max_rows: int = at_least_one(
+        settings.SUPABASE_PAGE_SIZE,
+        "The server's maximum rows per response (PostgREST db-max-rows; 1000 on "
         "Supabase). Read pages are never larger.",
     )
-    upsert_chunk_size: int = Field(
-        default=settings.SUPABASE_WRITE_CHUNK_SIZE, ge=1, description="Rows per upsert request."
+    upsert_chunk_size: int = at_least_one(
+        settings.SUPABASE_WRITE_CHUNK_SIZE, "Rows per upsert request."
     )
     retry_attempts: int = retry_attempts_field(settings.SUPABASE_RETRY_ATTEMPTS, per="request")
     retry_initial_delay_s: float = retry_initial_delay_field(

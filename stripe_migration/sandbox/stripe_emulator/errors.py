@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from stripe_migration.sandbox.http_error import HttpError
+
 DOC_BASE = "https://stripe.com/docs/error-codes/"
 
 
-class ApiError(Exception):
+class ApiError(HttpError):
     """An API error, rendered by the app as Stripe renders it."""
 
     def __init__(
@@ -20,13 +22,8 @@ class ApiError(Exception):
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.code = code
-        self.param = param
-        self.headers = dict(headers or {})
+        super().__init__(status, message, headers)
+        self.type, self.code, self.param = type, code, param
 
     def body(self) -> dict:
         """The JSON body Stripe would send for this error."""

@@ -14,10 +14,12 @@ from typing import Any
 import psycopg
 from starlette.responses import Response
 
+from stripe_migration.sandbox.http_error import HttpError
+
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
-class GatewayError(Exception):
+class GatewayError(HttpError):
     """A request the gateway answers with an error response."""
 
     def __init__(
@@ -29,13 +31,10 @@ class GatewayError(Exception):
         hint: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message, headers)
         self.code = code
-        self.message = message
         self.details = details
         self.hint = hint
-        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
         """The JSON body PostgREST would send."""
