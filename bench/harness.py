@@ -518,4 +518,5 @@ def duplicates(stack: Stack) -> dict[str, int]:
         "cms_ids_with_several_products": sum(1 for n in owners.values() if n > 1),
         "products_with_several_prices": sum(1 for n in per_product.values() if n > 1),
         "products_with_several_active_prices": sum(1 for n in active.values() if n > 1),
+        "half_made_products": sum(1 for p in products if not p.get("default_price")),
     }

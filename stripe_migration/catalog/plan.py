@@ -23,7 +23,8 @@ in the CMS are unset. So is a row that an earlier run was applying when it was k
 (``sync_run_id`` still set): that run may have written what the record does not say, and the
 editor may since have reverted the row to the recorded state. Its prices are listed too, and
 active prices of ours other than the default (a killed reprice's new price) are deactivated:
-``retire_prices`` when nothing else is to be done.
+``retire_prices`` when nothing else is to be done. A product a kill left half-made between the two
+calls of a create through its price (no default price yet) is completed by an update.
 
 Metadata: Stripe merges the metadata of an update into what the product has, so a key removed in
 the CMS must be sent with an empty value. The checkpoint records the keys it sent

@@ -12,7 +12,8 @@ wrote anything. For each backed-up row:
   the run is still the last to have written. In Stripe:
 
   - a product the run created (the backup had no Stripe product, the row has one) is archived
-    (``active=false``), never deleted;
+    (``active=false``), never deleted; one born through its price (Stripe's own id) leaves the
+    row marked, so the next run finds it by its lookup key and adopts it;
   - a price the run put in place on an existing product: the backup's price is reactivated, made
     the default again, given the lookup key ``cms_<cms id>`` back, and the run's price is
     deactivated; the row's price key generation moves on, so the next new price of the row is

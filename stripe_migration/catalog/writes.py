@@ -318,12 +318,21 @@ def _send_content(api: StripeWriter, item: PlannedAction, key: str) -> Mapping[s
 
 
 def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
+    """Send the full content (an archive's too: ``active=false`` with it, since the checkpoint
+    records the content hash, so an edit made with the deactivation must reach Stripe as well);
+    a half-made product's update completes it with its default price."""
     item = _with_known_metadata(api, item)
     if item.completes_product and item.stripe_price_id:
-        updated = _complete(api, item, str(item.stripe_product_id), item.stripe_price_id, run_id)
+        done = _complete(api, item, str(item.stripe_product_id), item.stripe_price_id, run_id)
+        return _synced(item, done["id"], item.stripe_price_id)
+    make_key = (
+        payloads.product_archive_key
+        if item.action is Action.ARCHIVE
+        else payloads.product_update_key
+    )
+    updated = _send_content(api, item, make_key(str(item.cms_id), run_id, item.content_hash))
+    if item.action is Action.ARCHIVE:  # an archived product keeps its recorded price
         return _synced(item, updated["id"], item.stripe_price_id)
-    key = payloads.product_update_key(str(item.cms_id), run_id, item.content_hash)
-    updated = _send_content(api, item, key)
     return _synced(item, updated["id"], item.stripe_price_id or _default_price_id(updated))
 
 
@@ -427,18 +436,6 @@ def _retire_strays(api: StripeWriter, item: PlannedAction, run_id: str) -> None:
         )
 
 
-def _archive(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
-    # The full content (with active=false), not the flag alone: the checkpoint records the
-    # content hash, so an edit made together with the deactivation must reach Stripe too.
-    item = _with_known_metadata(api, item)
-    if item.completes_product and item.stripe_price_id:
-        archived = _complete(api, item, str(item.stripe_product_id), item.stripe_price_id, run_id)
-        return _synced(item, archived["id"], item.stripe_price_id)
-    key = payloads.product_archive_key(str(item.cms_id), run_id, item.content_hash)
-    archived = _send_content(api, item, key)
-    return _synced(item, archived["id"], item.stripe_price_id)
-
-
 def _archive_deleted(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     """Archive the Stripe product of a deleted CMS row: the recorded one, else the custom id a
     create of ours would have given it. Nothing in Stripe is nothing to archive."""
@@ -501,10 +498,8 @@ def apply_one(
                 )
             price_id = _reprice(api, item, update, run_id, record_generation)
             return _synced(item, str(item.stripe_product_id), price_id)
-        if item.action is Action.UPDATE:
+        if item.action in (Action.UPDATE, Action.ARCHIVE):
             result = _update(api, item, run_id)
-        elif item.action is Action.ARCHIVE:
-            result = _archive(api, item, run_id)
         elif item.action is Action.RETIRE_PRICES:
             result = _synced(item, item.stripe_product_id, item.stripe_price_id)
         else:

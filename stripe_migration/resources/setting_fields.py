@@ -17,6 +17,11 @@ def positive(default: float, description: str) -> Any:
     return Field(default=default, gt=0, description=description)
 
 
+def rate_field(default: float, of_what: str) -> Any:
+    """A request rate (above 0): the most requests per second ``of_what`` may make."""
+    return positive(default, f"Most requests per second of {of_what}.")
+
+
 def timeout_field(default: float, what: str) -> Any:
     """A timeout in seconds (above 0): how long to wait for ``what`` ("a response")."""
     return positive(default, f"Seconds to wait for {what}.")

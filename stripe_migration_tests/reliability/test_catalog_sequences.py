@@ -162,7 +162,9 @@ else:
 #: Kills (each a forked run and a resume, ~2 s) and dry runs (no state change) per sequence.
 MAX_KILLS, MAX_DRY_RUNS = 1, 2
 #: The killed run: one product at a time, a checkpoint every two, Stripe answering in 25 ms.
-KILL_RUN_CONFIG = {"ops": {"stripe_catalog": {"config": {"batch_size": 2, "workers": 1}}}}
+KILL_RUN_CONFIG = {
+    "ops": {"stripe_catalog": {"config": {"batch_size": 2, "workers": 1, "share_by_price": 0.5}}}
+}
 KILL_LATENCY_MS = 25.0
 #: Runs log warnings and errors only (their events are checked, not read on the console).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -474,9 +476,13 @@ class ForkedRun:
         return landed
 
 
-def batches(size: int | None) -> dict[str, Any] | None:
-    """The run config applying ``size`` products between two checkpoints (None: the default)."""
-    return {"ops": {"stripe_catalog": {"config": {"batch_size": size}}}} if size else None
+def batches(size: int | None, share: float = 0.5) -> dict[str, Any]:
+    """The run config applying ``size`` products between two checkpoints (None: the default),
+    creating ``share`` of the new products through their price (the second way)."""
+    config: dict[str, Any] = {"share_by_price": share}
+    if size:
+        config["batch_size"] = size
+    return {"ops": {"stripe_catalog": {"config": config}}}
 
 
 # -- edits ------------------------------------------------------------------------------------------
@@ -953,10 +959,11 @@ class CatalogueSequences(RuleBasedStateMachine):
 
     # -- operators ----------------------------------------------------------------------------------
 
-    @rule(batch=st.sampled_from([None, 1, 2]))
-    def migrate(self, batch: int | None) -> None:
-        """A migration, checkpointing every ``batch`` products (None: the default, 100)."""
-        self._after_run("a migration", self._migrate("migrate", run_config=batches(batch)))
+    @rule(batch=st.sampled_from([None, 1, 2]), share=st.sampled_from([0.0, 0.5, 1.0]))
+    def migrate(self, batch: int | None, share: float) -> None:
+        """A migration, checkpointing every ``batch`` products (None: the default, 100), creating
+        ``share`` of the new products through their price."""
+        self._after_run("a migration", self._migrate("migrate", run_config=batches(batch, share)))
 
     @precondition(lambda self: self.dry_runs < MAX_DRY_RUNS)
     @rule()

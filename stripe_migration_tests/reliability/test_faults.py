@@ -71,7 +71,10 @@ EXPECTED_FAULTS = {
     "429_storm": {"429"},
     "5xx_drops_timeouts": {"500", "503", "dropped", "dropped_after_commit", "slow"},
 }
-RUN_CONFIG = {"ops": {"stripe_catalog": {"config": {"batch_size": 10, "workers": 6}}}}
+#: Half the new products are born through their price, so every fault also hits the second way.
+RUN_CONFIG = {
+    "ops": {"stripe_catalog": {"config": {"batch_size": 10, "workers": 6, "share_by_price": 0.5}}}
+}
 
 
 class Migrations:

@@ -33,7 +33,11 @@ from stripe_migration.resources.retry import (
     retry_max_delay_field,
 )
 from stripe_migration.resources.setting_checks import checked_unless_env_var, required_text
-from stripe_migration.resources.setting_fields import at_least_one, positive, timeout_field
+from stripe_migration.resources.setting_fields import (
+    at_least_one,
+    rate_field,
+    timeout_field,
+)
 from stripe_migration.resources.stripe.client import StripeApi, key_mode
 
 #: The API version requests are pinned to: the one stripe-python 16.1 is generated for, so the
@@ -107,14 +111,12 @@ class StripeResource(ApiClientResource):
         description="Stripe-Version sent with every request; pinned to the version the "
         "installed stripe-python is generated for.",
     )
-    request_timeout_s: float = timeout_field(settings.STRIPE_REQUEST_TIMEOUT_S, "one HTTP response")
-    max_requests_per_second: float = positive(
-        settings.STRIPE_SANDBOX_REQUESTS_PER_SECOND,
-        "Account-wide request rate (all endpoints together). Stripe allows 25/s in "
-        "a sandbox and 100/s in live mode.",
+    # Stripe's limits: the account's (25/s in a sandbox, 100/s live) and every endpoint's (25/s).
+    max_requests_per_second: float = rate_field(
+        settings.STRIPE_SANDBOX_REQUESTS_PER_SECOND, "the whole account (all endpoints together)"
     )
-    max_endpoint_requests_per_second: float = positive(
-        settings.STRIPE_ENDPOINT_REQUESTS_PER_SECOND, "Rate of any single endpoint (Stripe: 25/s)."
+    max_endpoint_requests_per_second: float = rate_field(
+        settings.STRIPE_ENDPOINT_REQUESTS_PER_SECOND, "any one endpoint"
     )
     max_in_flight: int = at_least_one(
         settings.STRIPE_MAX_IN_FLIGHT,
@@ -126,6 +128,8 @@ class StripeResource(ApiClientResource):
         "may call Stripe at once. Each step takes 1/pool_limit of every rate and of "
         "max_in_flight, so together they stay within the account's limits.",
     )
+    # How long one request may take, then how often and how patiently it is tried again.
+    request_timeout_s: float = timeout_field(settings.STRIPE_REQUEST_TIMEOUT_S, "one HTTP response")
     retry_attempts: int = retry_attempts_field(settings.STRIPE_RETRY_ATTEMPTS, per="call")
     retry_initial_delay_s: float = retry_initial_delay_field(settings.STRIPE_RETRY_INITIAL_DELAY_S)
     retry_multiplier: float = at_least_one(
