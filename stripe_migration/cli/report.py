@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 #: Numbers of the migration report that add up over several runs.
 _SUMMED_FIGURES = (
     "created",
+    "created_by_product",
+    "created_by_price",
     "updated",
     "repriced",
     "archived",
@@ -60,6 +62,11 @@ def report_line(report: Mapping[str, Any]) -> str:
         )
         if key not in ("products_with_strays_retired", "archived_deleted") or report.get(key)
     ]
+    if report.get("created_by_price"):  # the second way of creating (catalog/create_paths.py)
+        done[0] += (
+            f" ({report.get('created_by_product', 0)} by POST /v1/products, "
+            f"{report['created_by_price']} by POST /v1/prices)"
+        )
     return (
         f"{', '.join(done)}, failed {report.get('failed', 0)} "
         f"(invalid in the CMS {report.get('invalid', 0)}, "

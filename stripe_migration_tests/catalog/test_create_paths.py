@@ -245,3 +245,19 @@ def test_a_rollback_archives_products_born_by_the_price_and_the_next_run_adopts_
     _assert_complete_and_unique(migration)
     assert {p["id"] for p in migration.emulator.control.objects("product")} == born
     assert Counter(p["active"] for p in migration.emulator.control.objects("product")) == {True: 12}
+
+
+@pytest.mark.slow  # two runs on the sandbox
+def test_a_forced_resync_repairs_a_product_born_by_its_price(
+    migration, stripe_client: stripe.StripeClient
+) -> None:
+    _seed(migration, 6)
+    assert migration.run(run_config=_split(1.0)).success
+    row = migration.rows()[0]
+    product_id = row["stripe_product_id"]
+    stripe_client.v1.products.update(product_id, params={"name": "edited in the dashboard"})
+    writes = migration.writes()
+    resync = migration.run(force_resync=True, run_config=_split(1.0))
+    assert resync.success, resync.all_events
+    assert migration.writes() == writes + 1  # one update; nothing created
+    _assert_complete_and_unique(migration)

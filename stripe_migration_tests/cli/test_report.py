@@ -1,7 +1,7 @@
 """What `stripe-migration migrate` prints: the report's summary lines and the dry run's plan (pure
 formatting, no servers)."""
 
-from stripe_migration.cli.report import plan_text, report_line
+from stripe_migration.cli.report import combine_reports, plan_text, report_line
 
 
 def test_stray_prices_are_mentioned_only_when_some_were_retired() -> None:
@@ -11,6 +11,17 @@ def test_stray_prices_are_mentioned_only_when_some_were_retired() -> None:
 
     after_a_kill = report_line({"updated": 2, "products_with_strays_retired": 4})
     assert "archived 0, stray prices retired on 4, unchanged 0" in after_a_kill
+
+
+def test_the_two_ways_of_creating_are_named_when_the_second_was_used() -> None:
+    one_way = report_line({"created": 3, "created_by_product": 3})
+    assert "POST /v1/prices" not in one_way
+    runs = [
+        {"created": 3, "created_by_product": 2, "created_by_price": 1, "duration_s": 1.0},
+        {"created": 4, "created_by_product": 2, "created_by_price": 2, "duration_s": 1.0},
+    ]
+    both = report_line(combine_reports(runs))
+    assert both.startswith("created 7 (4 by POST /v1/products, 3 by POST /v1/prices), updated 0")
 
 
 def _table(rows: int) -> str:

@@ -230,6 +230,32 @@ def test_lookup_key_is_unique_unless_transferred(stripe_client: stripe.StripeCli
     assert [p.id for p in keyed.data] == [third.id]
 
 
+def test_a_price_with_product_data_and_a_held_lookup_key_creates_nothing(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    """The guard of the migration's second way of creating a product: Stripe refuses a second
+    price with the lookup key, and the refused request leaves no product behind."""
+    params = {
+        "currency": "usd",
+        "unit_amount": 5,
+        "lookup_key": "cms_guard",
+        "product_data": {"name": "Born by its price", "metadata": {"cms_id": "guard"}},
+    }
+    first = stripe_client.v1.prices.create(params=params)
+    assert first.product.startswith("prod_")
+    products = len(stripe_client.v1.products.list(params={"limit": 100}).data)
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        stripe_client.v1.prices.create(params=params)
+    assert err.value.param == "lookup_key"
+    assert len(stripe_client.v1.products.list(params={"limit": 100}).data) == products
+    held = stripe_client.v1.prices.list(
+        params={"lookup_keys": ["cms_guard"], "expand": ["data.product"]}
+    )
+    assert [p.id for p in held.data] == [first.id]
+    assert held.data[0].product.id == first.product
+    assert held.data[0].product.default_price is None  # product_data sets no default price
+
+
 def test_default_price_cannot_be_archived(stripe_client: stripe.StripeClient) -> None:
     product = stripe_client.v1.products.create(
         params={"name": "P", "default_price_data": {"currency": "usd", "unit_amount": 100}}
