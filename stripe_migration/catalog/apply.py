@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 
 from stripe_migration.catalog.actions import Action, PlannedAction
 from stripe_migration.catalog.create_paths import CreatePaths
-from stripe_migration.catalog.writes import (
+from stripe_migration.catalog.sync_results import (
     FatalApplyError,
     RecordKeyGeneration,
     StripeWriter,
     SyncResult,
-    apply_one,
     bookkeeping_results,
     error_text,
 )
+from stripe_migration.catalog.writes import apply_one
 from stripe_migration.settings import PROGRESS_LOG_INTERVAL_S
 
 

@@ -42,7 +42,7 @@ from stripe_migration.catalog.stripe_state import (
     fetch_stray_prices,
     fetch_stripe_state,
 )
-from stripe_migration.catalog.writes import FatalApplyError, SyncResult
+from stripe_migration.catalog.sync_results import FatalApplyError, SyncResult
 from stripe_migration.resources.stripe.resource import StripeResource
 from stripe_migration.resources.supabase.resource import SupabaseResource
 from stripe_migration.settings import (

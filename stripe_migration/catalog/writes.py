@@ -27,9 +27,9 @@ the request leaves, so a resumed run uses the same new key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
 
 import stripe
 
@@ -38,128 +38,24 @@ from stripe_migration.catalog.actions import (
     Action,
     PlannedAction,
     StripeProductState,
-    sync_state_after,
 )
 from stripe_migration.catalog.hashing import product_content
 from stripe_migration.catalog.plan import plan_product
 from stripe_migration.catalog.stripe_state import plain, priced_for
+from stripe_migration.catalog.sync_results import (
+    FatalApplyError,
+    RecordKeyGeneration,
+    StripeWriter,
+    SyncResult,
+    default_price_id,
+    error_text,
+    synced_result,
+    version_of,
+)
 from stripe_migration.resources.stripe.errors import IdempotentReplayedError, LiveModeRefused
 
 #: New keys tried for one write after Stripe replayed a saved failure for its key.
 MAX_KEY_GENERATIONS = 3
-
-#: Records a new price key generation of a CMS row before it is used: (cms id, generation).
-RecordKeyGeneration = Callable[[str, int], None]
-
-
-class StripeWriter(Protocol):
-    """The Stripe calls applying a plan needs (implemented by the StripeResource's API wrapper)."""
-
-    def create_product(self, params: dict, *, idempotency_key: str) -> Mapping[str, Any]: ...
-    def update_product(
-        self, product_id: str, params: dict, *, idempotency_key: str
-    ) -> Mapping[str, Any]: ...
-    def retrieve_product(self, product_id: str) -> Mapping[str, Any]:
-        """The product with its ``default_price`` expanded."""
-        ...
-
-    def create_price(self, params: dict, *, idempotency_key: str) -> Mapping[str, Any]: ...
-    def update_price(
-        self, price_id: str, params: dict, *, idempotency_key: str
-    ) -> Mapping[str, Any]: ...
-    def list_prices(self, **params: Any) -> Iterable[Mapping[str, Any]]: ...
-
-
-class FatalApplyError(RuntimeError):
-    """An error that stops the whole run (bad key, live mode refused); per-product errors don't."""
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    """What one product's sync left behind: the row written back to Supabase."""
-
-    id: str
-    sync_status: str  # 'synced' | 'archived' | 'failed'
-    action: str
-    synced_version: str | None
-    stripe_product_id: str | None = None
-    stripe_price_id: str | None = None
-    sync_error: str | None = None
-    sync_content_hash: str | None = None
-    synced_unit_amount: int | None = None
-    synced_currency: str | None = None
-    synced_metadata_keys: list[str] | None = None
-    created_product: bool = False
-    #: True when the product was created through its price (``POST /v1/prices`` + completion).
-    created_by_price: bool = False
-    #: True when Stripe refused a valid row (the row is failed with Stripe's message).
-    refused: bool = False
-
-    @property
-    def deleted(self) -> bool:
-        """Whether this is the archive of a deleted row's product (a tombstone, not a row)."""
-        return self.action == Action.ARCHIVE_DELETED.value
-
-    def checkpoint_row(self) -> dict[str, Any]:
-        """The JSON object ``apply_sync_results`` expects."""
-        return {
-            "id": self.id,
-            "stripe_product_id": self.stripe_product_id,
-            "stripe_price_id": self.stripe_price_id,
-            "sync_status": self.sync_status,
-            "sync_error": self.sync_error,
-            "sync_content_hash": self.sync_content_hash,
-            "synced_unit_amount": self.synced_unit_amount,
-            "synced_currency": self.synced_currency,
-            "synced_version": self.synced_version,
-            "synced_metadata_keys": self.synced_metadata_keys,
-        }
-
-
-def error_text(exc: BaseException) -> str:
-    """One line for a failed call: Stripe's message and the parameter it names, or the error."""
-    if isinstance(exc, stripe.StripeError):
-        error = exc.error
-        param = getattr(exc, "param", None) or (error.param if error is not None else None)
-        message = exc.user_message or str(exc)
-        return f"Stripe refused: {message}" + (f" (param {param})" if param else "")
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _version(item: PlannedAction) -> str | None:
-    value = (item.product or {}).get("updated_at")
-    if value is None:
-        return item.invalid_version
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-def _synced(
-    item: PlannedAction,
-    product_id: str | None = None,
-    price_id: str | None = None,
-    *,
-    created_product: bool = False,
-    created_by_price: bool = False,
-) -> SyncResult:
-    """The result of applying ``item``: the sync columns the plan says to record."""
-    state = sync_state_after(item, stripe_product_id=product_id, stripe_price_id=price_id)
-    return SyncResult(
-        id=str(item.cms_id),
-        action=item.action.value,
-        synced_version=_version(item),
-        created_product=created_product,
-        created_by_price=created_by_price,
-        # nothing to record (an inactive row never synced) but an interrupted run's mark to clear
-        sync_status=state.pop("sync_status", item.recorded_status or "pending"),
-        **state,
-    )
-
-
-def _default_price_id(product: Mapping[str, Any]) -> str | None:
-    price = product.get("default_price")
-    if isinstance(price, Mapping):
-        return price.get("id")
-    return price
 
 
 def _create(
@@ -178,7 +74,7 @@ def _create(
                 lambda k: api.create_product(params, idempotency_key=k), key
             )
         )
-        return _synced(item, created["id"], _default_price_id(created), created_product=True)
+        return synced_result(item, created["id"], default_price_id(created), created_product=True)
     except stripe.InvalidRequestError as exc:
         if getattr(exc, "code", None) != "resource_already_exists":
             raise
@@ -188,7 +84,7 @@ def _create(
     existing = plain(api.retrieve_product(params["id"]))
     catch_up = plan_product(product, StripeProductState.from_stripe(existing), resync=True)
     if catch_up.writes == 0:
-        result = _synced(item, existing["id"], _default_price_id(existing))
+        result = synced_result(item, existing["id"], default_price_id(existing))
     else:
         result = apply_one(api, catch_up, run_id, record_generation)
     return replace(result, action=item.action.value, created_product=True)
@@ -228,14 +124,16 @@ def _create_by_price(
             id=cms_id,
             sync_status="failed",
             action=item.action.value,
-            synced_version=_version(item),
+            synced_version=version_of(item),
             stripe_product_id=product_id,
             sync_error=error_text(exc),
             created_product=True,
             created_by_price=True,
             refused=True,
         )
-    return _synced(item, product_id, str(price["id"]), created_product=True, created_by_price=True)
+    return synced_result(
+        item, product_id, str(price["id"]), created_product=True, created_by_price=True
+    )
 
 
 def _complete(
@@ -277,7 +175,7 @@ def _adopt_by_price(
         item.product or {}, StripeProductState.from_stripe(existing), resync=True
     )
     if catch_up.writes == 0:
-        result = _synced(item, product_id, _default_price_id(existing))
+        result = synced_result(item, product_id, default_price_id(existing))
     else:
         result = apply_one(api, catch_up, run_id, record_generation)
     return replace(result, action=item.action.value, created_product=True, created_by_price=True)
@@ -324,7 +222,7 @@ def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     item = _with_known_metadata(api, item)
     if item.completes_product and item.stripe_price_id:
         done = _complete(api, item, str(item.stripe_product_id), item.stripe_price_id, run_id)
-        return _synced(item, done["id"], item.stripe_price_id)
+        return synced_result(item, done["id"], item.stripe_price_id)
     make_key = (
         payloads.product_archive_key
         if item.action is Action.ARCHIVE
@@ -332,8 +230,8 @@ def _update(api: StripeWriter, item: PlannedAction, run_id: str) -> SyncResult:
     )
     updated = _send_content(api, item, make_key(str(item.cms_id), run_id, item.content_hash))
     if item.action is Action.ARCHIVE:  # an archived product keeps its recorded price
-        return _synced(item, updated["id"], item.stripe_price_id)
-    return _synced(item, updated["id"], item.stripe_price_id or _default_price_id(updated))
+        return synced_result(item, updated["id"], item.stripe_price_id)
+    return synced_result(item, updated["id"], item.stripe_price_id or default_price_id(updated))
 
 
 def _price_of_ours_for(api: StripeWriter, item: PlannedAction) -> Mapping[str, Any] | None:
@@ -497,11 +395,11 @@ def apply_one(
                     item.product or {}, item.unset_metadata_keys
                 )
             price_id = _reprice(api, item, update, run_id, record_generation)
-            return _synced(item, str(item.stripe_product_id), price_id)
+            return synced_result(item, str(item.stripe_product_id), price_id)
         if item.action in (Action.UPDATE, Action.ARCHIVE):
             result = _update(api, item, run_id)
         elif item.action is Action.RETIRE_PRICES:
-            result = _synced(item, item.stripe_product_id, item.stripe_price_id)
+            result = synced_result(item, item.stripe_product_id, item.stripe_price_id)
         else:
             raise ValueError(f"nothing to apply for action {item.action.value}")
         _retire_strays(api, item, run_id)
@@ -515,21 +413,7 @@ def apply_one(
             id=str(item.cms_id),
             sync_status="failed",
             action=item.action.value,
-            synced_version=_version(item),
+            synced_version=version_of(item),
             sync_error=error_text(exc),
             refused=True,
         )
-
-
-def bookkeeping_results(plan: Sequence[PlannedAction]) -> list[SyncResult]:
-    """Results for rows that need no Stripe call but a write-back: invalid rows (failed, with
-    their reason) and unchanged ones. Every row a run looked at records the CMS version it saw
-    (``synced_version``) and loses its drift mark and any interrupted run's mark, so it leaves
-    the scope of the next run."""
-    return [
-        _synced(item, item.stripe_product_id, item.stripe_price_id)
-        for item in plan
-        if item.writes == 0
-        and item.cms_id
-        and (item.action is Action.INVALID or item.status_after is not None or item.interrupted)
-    ]

@@ -11,7 +11,7 @@ import stripe
 from stripe_migration.catalog.apply import apply_plan
 from stripe_migration.catalog.plan import build_plan
 from stripe_migration.catalog.schema import validate_products
-from stripe_migration.catalog.writes import FatalApplyError
+from stripe_migration.catalog.sync_results import FatalApplyError
 from stripe_migration.sandbox.sample_data import generate_products
 
 
