@@ -233,7 +233,9 @@ def events_archive(retention_days: int | None, batch_size: int | None) -> None:
 def events_fill_gaps(since: int | None) -> None:
     """Store the events Stripe has and the table lacks (fill_stripe_event_gaps): what the
     receiver missed while it was down. Needs the Stripe key [env: STRIPE_SECRET_KEY]."""
-    config = {"ops": {"fill_event_gaps": {"config": {"since": since}}}} if since else None
+    config = (
+        {"ops": {"fill_event_gaps": {"config": {"since": since}}}} if since is not None else None
+    )
     outcome = _run("fill_stripe_event_gaps", config)
     stored = outcome.metadata.get("fill_event_gaps", {}).get("stored", 0)
     click.echo(f"stored {stored} events the receiver had missed (run {outcome.run_id})")

@@ -252,6 +252,7 @@ BEGIN
         WHERE id = NEW.id AND metadata ->> 'size' = '1';
         UPDATE products SET active = false
         WHERE id = NEW.id AND metadata ->> 'size' = '2';
+        DELETE FROM products WHERE id = NEW.id AND metadata ->> 'size' = '3';
     END IF;
     RETURN NULL;
 END;
@@ -264,7 +265,7 @@ CREATE TRIGGER test_edit_after_checkpoint AFTER UPDATE ON products
 def test_edits_made_while_a_run_is_in_flight_are_the_next_runs_work(migration) -> None:
     rows = _catalogue(4)
     _insert(migration, rows)
-    # An editor renames, reprices and deactivates rows right after the run's checkpoint
+    # An editor renames, reprices, deactivates and deletes rows right after the run's checkpoint
     # recorded them: deterministic, at the worst moment for the verification.
     migration.execute(EDIT_AFTER_CHECKPOINT)
     try:
@@ -285,6 +286,10 @@ def test_edits_made_while_a_run_is_in_flight_are_the_next_runs_work(migration) -
     products = _products(migration)
     assert products[custom_product_id(rows[1]["id"])]["name"] == "Product 1 (edited)"
     assert products[custom_product_id(rows[2]["id"])]["active"] is False
+    # The row deleted during the first run: its product, created by that run, archived by the next.
+    assert rows[3]["id"] not in {str(r["id"]) for r in migration.rows()}
+    assert products[custom_product_id(rows[3]["id"])]["active"] is False
+    assert _report(again)["archived_deleted"] == 1
     assert not any(r["needs_sync"] for r in migration.rows())
 
 
