@@ -32,6 +32,7 @@ from stripe_migration.catalog.plan import (
     summarize,
 )
 from stripe_migration.catalog.report import progress_line, render_report, report_metadata
+from stripe_migration.catalog.run_tags import forces_resync
 from stripe_migration.catalog.schema import (
     ValidationResult,
     pandera_failure_cases,
@@ -48,7 +49,6 @@ from stripe_migration.resources.supabase.resource import SupabaseResource
 from stripe_migration.settings import (
     DEFAULT_APPLY_BATCH_SIZE,
     DEFAULT_APPLY_WORKERS,
-    FORCE_RESYNC_TAG,
     MAX_UNIT_AMOUNT_CENTS,
     MIN_UNIT_AMOUNT_CENTS,
     PROGRESS_LOG_INTERVAL_S,
@@ -66,7 +66,7 @@ _partitioned = {
 
 def is_force_resync(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> bool:
     """Whether this run is a forced resync (the run tag, set by the CLI or a backfill's tags)."""
-    return str(context.run.tags.get(FORCE_RESYNC_TAG, "")).lower() in ("1", "true", "yes")
+    return forces_resync(context.run.tags)
 
 
 def migration_run_id(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> str:

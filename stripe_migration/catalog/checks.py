@@ -22,11 +22,11 @@ from stripe_migration.catalog.actions import Action, StripeProductState
 from stripe_migration.catalog.hashing import content_hash
 from stripe_migration.catalog.partitions import catalog_partitions, partition_buckets
 from stripe_migration.catalog.plan import plan_product
+from stripe_migration.catalog.run_tags import asks_full_verification, forces_resync
 from stripe_migration.catalog.schema import validate_products
 from stripe_migration.catalog.stripe_state import fetch_stripe_state, plain
 from stripe_migration.resources.stripe.resource import StripeResource
 from stripe_migration.resources.supabase.resource import SupabaseResource
-from stripe_migration.settings import FORCE_RESYNC_TAG, VERIFY_TAG
 
 _ASSET = dg.AssetKey("stripe_products")
 #: The job that runs these checks alone, on a schedule (the daily audit).
@@ -210,9 +210,7 @@ def verifies_whole_catalogue(run: dg.DagsterRun) -> bool:
     carrying a CMS id: a forced resync, a run tagged ``stripe_migration/verify=full``
     (``migrate --verify-all``), or an audit. Any other migration run verifies what it wrote:
     its cost follows the change, not the catalogue."""
-    if str(run.tags.get(FORCE_RESYNC_TAG, "")).lower() in ("1", "true", "yes"):
-        return True
-    return run.tags.get(VERIFY_TAG) == "full" or is_audit(run)
+    return forces_resync(run.tags) or asks_full_verification(run.tags) or is_audit(run)
 
 
 def _duplicates_among(owners: Mapping[str, set[str]]) -> list[dict[str, str]]:

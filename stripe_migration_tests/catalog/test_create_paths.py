@@ -93,6 +93,74 @@ def test_a_fixed_share_is_kept_exactly_and_checked() -> None:
         CreatePaths(10, {}, lambda: (25.0, {}), fixed_share=1.5)
 
 
+class PriceWayStripe:
+    """An in-memory Stripe for the second way: prices with ``product_data`` (refusing a held lookup
+    key, as Stripe does) and product updates."""
+
+    def __init__(self) -> None:
+        self.products: dict[str, dict[str, Any]] = {}
+        self.prices: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+
+    def create_price(self, params: dict, *, idempotency_key: str) -> dict:
+        self.calls.append("POST /v1/prices")
+        key = params.get("lookup_key")
+        if any(p["lookup_key"] == key for p in self.prices.values()):
+            raise stripe.InvalidRequestError("lookup key in use", param="lookup_key")
+        product_id = f"prod_{len(self.products)}"
+        self.products[product_id] = {
+            "id": product_id,
+            **params["product_data"],
+            "default_price": None,
+            "images": [],
+        }
+        price = {"id": f"price_{len(self.prices)}", "product": product_id, "active": True, **params}
+        self.prices[price["id"]] = price
+        return price
+
+    def update_product(self, product_id: str, params: dict, *, idempotency_key: str) -> dict:
+        self.calls.append("POST /v1/products/{id}")
+        self.products[product_id].update(params)
+        return self.products[product_id]
+
+    def retrieve_product(self, product_id: str) -> dict:
+        self.calls.append("GET /v1/products/{id}")
+        product = dict(self.products[product_id])
+        product["default_price"] = self.prices.get(product["default_price"] or "")
+        return product
+
+    def list_prices(self, **params: Any) -> list[dict]:
+        self.calls.append("GET /v1/prices")
+        keys = set(params.get("lookup_keys") or ())
+        return [p for p in self.prices.values() if p["lookup_key"] in keys]
+
+
+def test_the_second_way_costs_two_writes_and_a_resend_adopts_instead_of_duplicating() -> None:
+    from stripe_migration.catalog.plan import build_plan
+    from stripe_migration.catalog.schema import validate_products
+    from stripe_migration.catalog.writes import apply_one
+
+    rows = validate_products(generate_products(1, seed=5, bad_fraction=0.0)).valid
+    [item] = build_plan(rows)
+    api = PriceWayStripe()
+    first = apply_one(api, item, "run-1", by_price=True)
+    assert api.calls == ["POST /v1/prices", "POST /v1/products/{id}"]
+    assert (first.sync_status, first.created_by_price) == ("synced", True)
+    product = api.products[first.stripe_product_id]
+    assert product["default_price"] == first.stripe_price_id
+    assert product["description"] == (item.product["description"] or "")
+    # The answer was lost (a kill before the checkpoint): a resend is refused for the lookup
+    # key, and the product is found and adopted; nothing is created twice.
+    api.calls.clear()
+    again = apply_one(api, item, "run-2", by_price=True)
+    assert (again.stripe_product_id, again.stripe_price_id) == (
+        first.stripe_product_id,
+        first.stripe_price_id,
+    )
+    assert len(api.products) == 1 and len(api.prices) == 1
+    assert api.calls == ["POST /v1/prices", "GET /v1/prices", "GET /v1/products/{id}"]
+
+
 # -- both ways on the sandbox ---------------------------------------------------------------------
 
 
@@ -131,6 +199,7 @@ def _assert_complete_and_unique(migration) -> dict[str, dict[str, Any]]:
     return rows
 
 
+@pytest.mark.slow  # two runs on the sandbox; the fast tier keeps the pure tests above and below
 def test_an_even_split_creates_every_product_whole_and_once(migration) -> None:
     rows = _seed(migration, 40)
     result = migration.run(run_config=_split(0.5))

@@ -277,7 +277,12 @@ def test_a_second_product_for_a_row_is_named_by_its_window_and_by_the_audit(
     row = migration.rows()[0]
     before = datetime.now(UTC) - timedelta(seconds=1)
     made = migration.emulator.client().v1.products.create(
-        {"name": "a second one", "metadata": {"cms_id": str(row["id"])}}
+        {
+            "name": "a second one",
+            "metadata": {"cms_id": str(row["id"])},
+            # complete, so that it is named as a second product only (not also as half-made)
+            "default_price_data": {"currency": "usd", "unit_amount": 100},
+        }
     )
     api = stripe_resource_for(migration.emulator).get_client()
     db = SupabaseResource(url=gateway.url, service_role_key=gateway.key).get_client()
