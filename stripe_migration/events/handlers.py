@@ -144,6 +144,13 @@ def _write_section(
     previous = drift.get(kind)
     if isinstance(previous, Mapping):
         previous_created = previous.get("event_created", -1)
+        same_second = previous_created == section["event_created"]
+        if same_second and _created_then_updated(section, previous):
+            return HandlerOutcome(
+                "ignored",
+                f"{section['event_id']} created {section['stripe_id']}, which "
+                f"{previous.get('event_id')} updated since: already recorded on product {row['id']}",
+            )
         if previous_created > section["event_created"]:
             return HandlerOutcome(
                 "ignored",
@@ -151,7 +158,9 @@ def _write_section(
                 f"recorded on product {row['id']}",
             )
         if (
-            previous_created == section["event_created"]
+            same_second
+            # an update follows its object's creation: then the order is known, the newer wins
+            and not _created_then_updated(previous, section)
             and previous.get("event_id") != section["event_id"]
             and previous.get("in_sync") is False
             and section["in_sync"]
@@ -186,6 +195,17 @@ def _write_section(
     )
     return HandlerOutcome(
         "succeeded", f"product {row['id']}: {kind} {section['stripe_id']} {state}"
+    )
+
+
+def _created_then_updated(first: Mapping[str, Any], then: Mapping[str, Any]) -> bool:
+    """Whether ``then`` is an update of the object ``first`` created: Stripe's ``created`` counts
+    whole seconds, but an object is always updated after it was created. A product born through
+    its price is created without its description, then completed within the same second."""
+    return (
+        first.get("stripe_id") == then.get("stripe_id")
+        and str(first.get("event_type", "")).endswith(".created")
+        and str(then.get("event_type", "")).endswith(".updated")
     )
 
 

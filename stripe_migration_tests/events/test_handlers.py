@@ -154,6 +154,30 @@ def test_in_the_same_second_drift_wins_over_in_sync(conn: psycopg.Connection) ->
     assert product_row(conn, pid)["stripe_drift"]["in_sync"] is True
 
 
+@pytest.mark.parametrize("order", ["created first", "updated first"])
+def test_a_creation_completed_in_the_same_second_is_in_sync(
+    conn: psycopg.Connection, order: str
+) -> None:
+    """A product born through its price is created without its description, then completed
+    within the same second: the update is the later state, whichever event is handled first."""
+    pid = add_product(conn, stripe_product_id=None, stripe_price_id=None)
+    born = product_event(
+        "evt_born", T0, "product.created", id="prod_new", description=None, metadata={"cms_id": pid}
+    )
+    done = product_event("evt_done", T0, id="prod_new", metadata={"cms_id": pid})
+    events = [born, done] if order == "created first" else [done, born]
+    outcomes = [handle(conn, event) for event in events]
+    drift = product_row(conn, pid)["stripe_drift"]
+    assert drift["in_sync"] is True and drift["product"]["event_id"] == "evt_done"
+    if order == "updated first":
+        assert outcomes[1].status == "ignored" and "updated since" in outcomes[1].detail
+    # Two updates in one second still keep the drift (their order is unknown).
+    linked = {"id": "prod_new", "metadata": {"cms_id": pid}}
+    handle(conn, product_event("evt_edit", T0, name="Edited", **linked))
+    handle(conn, product_event("evt_sync", T0, **linked))
+    assert product_row(conn, pid)["stripe_drift"]["product"]["event_id"] == "evt_edit"
+
+
 def test_same_event_twice_changes_nothing_the_second_time(conn: psycopg.Connection) -> None:
     pid = add_product(conn)
     event = product_event("evt_1", T0, name="Big mug")
