@@ -23,7 +23,7 @@ A section with ``in_sync: true`` is kept as the watermark of the newest event se
 ``stripe_drift_at`` is the newest ``event_created`` of the sections. Events carry ``created`` in whole
 seconds, so the order of two events of the same second is unknown: there, drift wins over "in sync"
 (a stale drift costs one redundant sync, which then clears it; a lost one would hide a dashboard
-edit). Drift is relative to the CMS row when the event is processed.
+edit), except that an object's update always follows its creation. Drift is relative to the CMS row when the event is processed.
 
 Exceptions propagate: the processor records them on the attempt and retries.
 """
