@@ -32,7 +32,7 @@ def _prices(migration) -> dict[str, dict]:
 
 
 def test_first_run_creates_one_product_and_price_per_valid_row(migration) -> None:
-    _seed(migration)
+    _seed(migration, 200)
     result = migration.run()
     assert result.success, result.all_events
 
