@@ -139,6 +139,79 @@ def test_a_product_edited_in_stripe_reaches_the_cms_row_through_the_sensor(
     assert not tick(instance, events_db, result.cursor).run_requests
 
 
+@pytest.mark.slow  # a receiver and a processing run; the fast tier keeps the test above
+def test_a_product_born_through_its_price_leaves_no_drift(
+    migrated_db: str, emulator, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """The migration's second way of creating a product, as its webhooks arrive: the product is
+    created without its description (``product.created``), then completed in the same second
+    (``product.updated``). Processed, they leave the row in sync and out of the next run."""
+    [(cms_id,)] = query(
+        migrated_db,
+        "INSERT INTO products (name, description, price, currency) "
+        "VALUES ('Mug', 'A mug', '12.50', 'eur') RETURNING id::text",
+    )
+    events_db = event_resources(migrated_db)
+    with start_receiver(
+        migrated_db, emulator.webhook_secret, log_path=tmp_path / "receiver.log"
+    ) as receiver:
+        emulator.control.configure(webhook_url=receiver.webhook_url)
+        client = emulator.client()
+        price = client.v1.prices.create(
+            params={
+                "currency": "eur",
+                "unit_amount": 1250,
+                "lookup_key": f"cms_{cms_id}",
+                "metadata": {"cms_id": cms_id},
+                "product_data": {"name": "Mug", "metadata": {"cms_id": cms_id}},
+            }
+        )
+        client.v1.products.update(
+            price.product, params={"description": "A mug", "default_price": price.id}
+        )
+        checkpoint = {
+            "id": cms_id,
+            "stripe_product_id": price.product,
+            "stripe_price_id": price.id,
+            "sync_status": "synced",
+            "synced_unit_amount": 1250,
+            "synced_currency": "eur",
+        }
+        query(
+            migrated_db,
+            "SELECT apply_sync_results(jsonb_build_array(%s::jsonb || jsonb_build_object("
+            "'synced_version', (SELECT updated_at FROM products WHERE id = %s::uuid))))",
+            (json.dumps(checkpoint), cms_id),
+        )
+        wait_for(
+            lambda: (
+                sorted(t for (t,) in query(migrated_db, "SELECT type FROM stripe_events"))
+                == ["price.created", "product.created", "product.updated"]
+            ),
+            "the receiver to store the three events",
+        )
+    born, completed = (
+        created
+        for (created,) in query(
+            migrated_db,
+            "SELECT created_at FROM stripe_events WHERE type LIKE 'product.%' ORDER BY type",
+        )
+    )
+    result = tick(instance, events_db)
+    defs = dg.Definitions(
+        assets=[stripe_events],
+        asset_checks=[no_dead_events, batch_processed_cleanly],
+        jobs=[process_stripe_events],
+        sensors=[stripe_events_sensor],
+        resources=events_db,
+    )
+    for request in result.run_requests:
+        assert run(defs, instance, request).success
+    [row] = rows(migrated_db)
+    assert row["stripe_drift"]["in_sync"] is True, (born, completed, row["stripe_drift"])
+    assert row["needs_sync"] is False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
