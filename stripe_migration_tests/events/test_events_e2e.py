@@ -25,8 +25,8 @@ from stripe_migration.events.checks import batch_processed_cleanly, no_dead_even
 from stripe_migration.events.jobs import process_stripe_events
 from stripe_migration.events.sensors import stripe_events_sensor
 from stripe_migration.webhook.signature import sign
-from stripe_migration_tests.events.test_events_dagster import add as add_events
 from stripe_migration_tests.events.test_events_dagster import (
+    EventResources,
     age_attempts,
     broken_product_event,
     event_resources,
@@ -35,6 +35,7 @@ from stripe_migration_tests.events.test_events_dagster import (
     run,
     tick,
 )
+from stripe_migration_tests.events.test_events_dagster import add as add_events
 from stripe_migration_tests.fixtures.receiver import start_receiver
 
 pytestmark = pytest.mark.timeout(120)
@@ -60,16 +61,51 @@ def wait_for(condition, what: str, timeout_s: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_product_edited_in_stripe_reaches_the_cms_row_through_the_sensor(
-    migrated_db: str, emulator, instance: dg.DagsterInstance, tmp_path: Path
-) -> None:
-    # A product as the migration leaves it: created in Stripe, its ids written back by the
-    # migration's checkpoint function (running migrate_catalog here would triple the test's time).
+def insert_mug(db: str) -> str:
+    """A CMS row (a 12.50 eur mug) never synced; its id."""
     [(cms_id,)] = query(
-        migrated_db,
+        db,
         "INSERT INTO products (name, description, price, currency) "
         "VALUES ('Mug', 'A mug', '12.50', 'eur') RETURNING id::text",
     )
+    return cms_id
+
+
+def record_sync(db: str, cms_id: str, product_id: str, price_id: str) -> None:
+    """Write the mug's Stripe ids back as the migration's checkpoint does (running
+    migrate_catalog here would triple the test's time)."""
+    checkpoint = {
+        "id": cms_id,
+        "stripe_product_id": product_id,
+        "stripe_price_id": price_id,
+        "sync_status": "synced",
+        "synced_unit_amount": 1250,
+        "synced_currency": "eur",
+    }
+    query(
+        db,
+        "SELECT apply_sync_results(jsonb_build_array(%s::jsonb || jsonb_build_object("
+        "'synced_version', (SELECT updated_at FROM products WHERE id = %s::uuid))))",
+        (json.dumps(checkpoint), cms_id),
+    )
+
+
+def events_definitions(events_db: EventResources) -> dg.Definitions:
+    """The events' asset, checks, job and sensor on ``events_db``."""
+    return dg.Definitions(
+        assets=[stripe_events],
+        asset_checks=[no_dead_events, batch_processed_cleanly],
+        jobs=[process_stripe_events],
+        sensors=[stripe_events_sensor],
+        resources=events_db,
+    )
+
+
+def test_a_product_edited_in_stripe_reaches_the_cms_row_through_the_sensor(
+    migrated_db: str, emulator, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    # A product as the migration leaves it: created in Stripe, its ids written back.
+    cms_id = insert_mug(migrated_db)
     client = emulator.client()
     product = client.v1.products.create(
         params={
@@ -79,20 +115,7 @@ def test_a_product_edited_in_stripe_reaches_the_cms_row_through_the_sensor(
             "default_price_data": {"unit_amount": 1250, "currency": "eur"},
         }
     )
-    checkpoint = {
-        "id": cms_id,
-        "stripe_product_id": product.id,
-        "stripe_price_id": product.default_price,
-        "sync_status": "synced",
-        "synced_unit_amount": 1250,
-        "synced_currency": "eur",
-    }
-    query(
-        migrated_db,
-        "SELECT apply_sync_results(jsonb_build_array(%s::jsonb || jsonb_build_object("
-        "'synced_version', (SELECT updated_at FROM products WHERE id = %s::uuid))))",
-        (json.dumps(checkpoint), cms_id),
-    )
+    record_sync(migrated_db, cms_id, product.id, product.default_price)
     assert query(migrated_db, "SELECT needs_sync FROM products") == [(False,)]
 
     events_db = event_resources(migrated_db)
@@ -111,13 +134,7 @@ def test_a_product_edited_in_stripe_reaches_the_cms_row_through_the_sensor(
 
     result = tick(instance, events_db)
     [request] = result.run_requests
-    defs = dg.Definitions(
-        assets=[stripe_events],
-        asset_checks=[no_dead_events, batch_processed_cleanly],
-        jobs=[process_stripe_events],
-        sensors=[stripe_events_sensor],
-        resources=events_db,
-    )
+    defs = events_definitions(events_db)
     outcome = run(defs, instance, request)
     meta = outcome.asset_materializations_for_node("stripe_events")[0].metadata
     assert (meta["event_count"].value, meta["succeeded"].value, meta["failed"].value) == (1, 1, 0)
@@ -146,11 +163,7 @@ def test_a_product_born_through_its_price_leaves_no_drift(
     """The migration's second way of creating a product, as its webhooks arrive: the product is
     created without its description (``product.created``), then completed in the same second
     (``product.updated``). Processed, they leave the row in sync and out of the next run."""
-    [(cms_id,)] = query(
-        migrated_db,
-        "INSERT INTO products (name, description, price, currency) "
-        "VALUES ('Mug', 'A mug', '12.50', 'eur') RETURNING id::text",
-    )
+    cms_id = insert_mug(migrated_db)
     events_db = event_resources(migrated_db)
     with start_receiver(
         migrated_db, emulator.webhook_secret, log_path=tmp_path / "receiver.log"
@@ -169,20 +182,7 @@ def test_a_product_born_through_its_price_leaves_no_drift(
         client.v1.products.update(
             price.product, params={"description": "A mug", "default_price": price.id}
         )
-        checkpoint = {
-            "id": cms_id,
-            "stripe_product_id": price.product,
-            "stripe_price_id": price.id,
-            "sync_status": "synced",
-            "synced_unit_amount": 1250,
-            "synced_currency": "eur",
-        }
-        query(
-            migrated_db,
-            "SELECT apply_sync_results(jsonb_build_array(%s::jsonb || jsonb_build_object("
-            "'synced_version', (SELECT updated_at FROM products WHERE id = %s::uuid))))",
-            (json.dumps(checkpoint), cms_id),
-        )
+        record_sync(migrated_db, cms_id, price.product, price.id)
         wait_for(
             lambda: (
                 sorted(t for (t,) in query(migrated_db, "SELECT type FROM stripe_events"))
@@ -198,13 +198,7 @@ def test_a_product_born_through_its_price_leaves_no_drift(
         )
     )
     result = tick(instance, events_db)
-    defs = dg.Definitions(
-        assets=[stripe_events],
-        asset_checks=[no_dead_events, batch_processed_cleanly],
-        jobs=[process_stripe_events],
-        sensors=[stripe_events_sensor],
-        resources=events_db,
-    )
+    defs = events_definitions(events_db)
     for request in result.run_requests:
         assert run(defs, instance, request).success
     [row] = rows(migrated_db)
