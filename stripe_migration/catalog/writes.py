@@ -168,14 +168,14 @@ def _adopt_by_price(
     without a default price, then bring it up to date against its actual state."""
     product_id = str(price["product"])
     existing = plain(api.retrieve_product(product_id))
+    state = StripeProductState.from_stripe(existing)
     if existing.get("default_price") is None and price.get("active"):
-        _complete(api, item, product_id, str(price["id"]), run_id)
-        existing = plain(api.retrieve_product(product_id))
-    catch_up = plan_product(
-        item.product or {}, StripeProductState.from_stripe(existing), resync=True
-    )
+        # the completion answers with the product as it now is, that price its default
+        completed = _complete(api, item, product_id, str(price["id"]), run_id)
+        state = StripeProductState.from_stripe(completed, default_price=price)
+    catch_up = plan_product(item.product or {}, state, resync=True)
     if catch_up.writes == 0:
-        result = synced_result(item, product_id, default_price_id(existing))
+        result = synced_result(item, product_id, state.default_price_id)
     else:
         result = apply_one(api, catch_up, run_id, record_generation)
     return replace(result, action=item.action.value, created_product=True, created_by_price=True)
